@@ -1,0 +1,1 @@
+"""Compiled kernels (built from ``src/``).  Import through ``fastloss._runtime``."""

@@ -1,0 +1,146 @@
+"""Backend selection, thread control and build information.
+
+The compiled kernels live in one extension module, ``fastloss._lib.kernels``.  If it
+cannot be imported (no compiler at install time, a broken build) the package still
+imports: it warns once and every function runs on the NumPy fallback.
+
+Threads: the kernels ask OpenMP for ``omp_get_max_threads()`` at each call, so
+``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` (which calls
+``omp_set_num_threads`` on the libgomp our extension links) and our own
+``set_num_threads`` all act on the same setting.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import warnings
+
+import numpy as np
+
+BACKENDS = ("cython", "numpy")
+
+try:
+    from fastloss._lib import kernels as _kernels
+    _IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+    _kernels = None
+    _IMPORT_ERROR = exc
+    warnings.warn(
+        f"fastloss: the compiled extension could not be imported ({exc}); "
+        "using the NumPy fallback for every function.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+_fallback_num_threads = 1
+
+
+def _initial_backend():
+    requested = os.environ.get("FASTLOSS_BACKEND", "").strip().lower()
+    if requested and requested not in BACKENDS:
+        warnings.warn(
+            f"fastloss: FASTLOSS_BACKEND={requested!r} is not one of {BACKENDS}; ignored.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        requested = ""
+    if requested == "numpy" or _kernels is None:
+        return "numpy"
+    return "cython"
+
+
+_backend = _initial_backend()
+
+
+def kernels():
+    """The compiled kernel module when the cython backend is active, else ``None``."""
+    return _kernels if _backend == "cython" else None
+
+
+def get_backend():
+    """Return the active backend: ``"cython"`` or ``"numpy"``."""
+    return _backend
+
+
+def set_backend(name):
+    """Select the backend: ``"cython"`` (compiled kernels) or ``"numpy"`` (the fallback).
+
+    Raises ``ValueError`` for an unknown name and ``RuntimeError`` when ``"cython"`` is
+    asked for but the extension could not be imported.
+    """
+    global _backend
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
+    if name == "cython" and _kernels is None:
+        raise RuntimeError(
+            f"the cython backend is unavailable: the extension failed to import ({_IMPORT_ERROR})"
+        )
+    _backend = name
+
+
+def get_num_threads():
+    """Number of threads the kernels use (OpenMP's current maximum)."""
+    if _kernels is None:
+        return _fallback_num_threads
+    return _kernels.get_max_threads()
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels use (``omp_set_num_threads``)."""
+    global _fallback_num_threads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be a positive int; got {n!r}")
+    if n < 1:
+        raise ValueError(f"n must be a positive int; got {n}")
+    _fallback_num_threads = int(n)
+    if _kernels is not None:
+        _kernels.set_num_threads(int(n))
+
+
+def get_simd_level():
+    """Instruction-set level the kernels dispatch to (``None`` without the extension)."""
+    return None if _kernels is None else _kernels.get_simd_level()
+
+
+def set_simd_level(level):
+    """Force an instruction-set level (``"baseline"``, ``"avx2"``, ``"avx512"``).
+
+    Meant for testing; a level the CPU lacks raises ``ValueError``.  The environment
+    variable ``FASTLOSS_SIMD`` sets the start value.
+    """
+    if _kernels is None:
+        raise RuntimeError("no compiled extension: there is no SIMD level to set")
+    _kernels.set_simd_level(level)
+
+
+def available_simd_levels():
+    return () if _kernels is None else tuple(_kernels.available_simd_levels())
+
+
+def config():
+    """Build and runtime facts as a dict (what ``show_config`` prints)."""
+    from fastloss import __version__
+
+    info = {
+        "fastloss": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "backend": _backend,
+        "extension": "loaded" if _kernels is not None else f"not available ({_IMPORT_ERROR})",
+    }
+    if _kernels is not None:
+        info.update(_kernels.build_info())
+        info["simd level in use"] = _kernels.get_simd_level()
+        info["simd levels available"] = ", ".join(_kernels.available_simd_levels())
+    info["threads"] = get_num_threads()
+    return info
+
+
+def show_config(file=None):
+    """Print the version, backend, compiler, OpenMP and SIMD level in use, and threads."""
+    info = config()
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key:>{width}} : {value}", file=file)
