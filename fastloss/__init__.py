@@ -19,3 +19,10 @@ from fastloss._runtime import (  # noqa: E402
     set_simd_level,
     show_config,
 )
+from fastloss._softmax import (  # noqa: E402
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    softmax,
+    softmax_backward,
+)

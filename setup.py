@@ -1,0 +1,106 @@
+"""Build the compiled kernels: one Cython extension, fastloss._lib.kernels.
+
+Sources: src/kernels.pyx (OpenMP loops, Cython) and src/csrc/*.c (SIMD kernels,
+compiled once per instruction set and chosen at run time by dispatch.c).
+
+Flags and why:
+  -O3                          vectorize the kernel loops
+  -fno-trapping-math           lets gcc turn the clamps/selects of the exp polynomial
+  -fno-math-errno              into vector blends; changes no inf/NaN result
+  (never -ffast-math: it would break inf/NaN handling and the exp rounding trick;
+   never -march=native: wheels must run on any x86-64 -- see src/csrc/dispatch.c)
+  -fopenmp                     if a probe program compiles and links with it; else the
+                               build continues single-threaded (-fopenmp-simd keeps the
+                               `#pragma omp simd` vectorization hints)
+
+Environment:
+  FASTLOSS_DISABLE_OPENMP=1    build without OpenMP even where it is available
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+def _compiler_accepts(compiler, code, compile_args, link_args):
+    """Compile and link `code` with the given flags in a scratch directory."""
+    tmp = tempfile.mkdtemp(prefix="fastloss-probe-")
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(code)
+        objects = compiler.compile([src], output_dir=tmp, extra_postargs=compile_args)
+        compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_args)
+        return True
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        compiler = self.compiler
+        unix = compiler.compiler_type == "unix"
+        compile_args = ["-O3", "-fno-trapping-math", "-fno-math-errno"] if unix else ["/O2"]
+        link_args = []
+        want_openmp = os.environ.get("FASTLOSS_DISABLE_OPENMP", "") not in ("1", "true", "yes")
+        omp_compile = ["-fopenmp"] if unix else ["/openmp"]
+        omp_link = ["-fopenmp"] if unix else []
+        if want_openmp and _compiler_accepts(compiler, OPENMP_PROBE, omp_compile, omp_link):
+            compile_args += omp_compile
+            link_args += omp_link
+            print("fastloss: building with OpenMP", file=sys.stderr)
+        else:
+            reason = "disabled by FASTLOSS_DISABLE_OPENMP" if not want_openmp else "the probe failed"
+            print(f"fastloss: building WITHOUT OpenMP ({reason}): single-threaded",
+                  file=sys.stderr)
+            if unix:
+                compile_args += ["-fopenmp-simd", "-Wno-unknown-pragmas"]
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_args + list(ext.extra_compile_args)
+            ext.extra_link_args = link_args + list(ext.extra_link_args)
+        super().build_extensions()
+
+
+C_SOURCES = [
+    "src/csrc/dispatch.c",
+    "src/csrc/kernels_baseline.c",
+    "src/csrc/kernels_avx2.c",
+    "src/csrc/kernels_avx512.c",
+]
+
+extensions = [
+    Extension(
+        "fastloss._lib.kernels",
+        sources=["src/kernels.pyx"] + C_SOURCES,
+        include_dirs=["src", "src/csrc"],
+        libraries=["m"] if os.name == "posix" else [],
+        depends=[os.path.join("src/csrc", f) for f in os.listdir("src/csrc") if f.endswith(".h")]
+        + ["src/softmax.pxi", "src/fl_kernels.pxd"],
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["src"],
+        compiler_directives={"language_level": 3},
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

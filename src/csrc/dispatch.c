@@ -1,0 +1,106 @@
+/* dispatch.c -- choose the kernel table for this CPU; build and OpenMP facts. */
+#include <stdlib.h>
+#include <string.h>
+#include "fl_kernels.h"
+#include "fl_isa.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+extern const fl_kernel_table fl_kernels_baseline;
+#if FL_MULTI_ISA
+extern const fl_kernel_table fl_kernels_avx2;
+extern const fl_kernel_table fl_kernels_avx512;
+#endif
+
+static const char *const isa_names[FL_ISA_COUNT] = {"baseline", "avx2", "avx512"};
+static int current_isa = FL_ISA_BASELINE;
+const fl_kernel_table *fl_active = &fl_kernels_baseline;
+
+static const fl_kernel_table *table_for(int level)
+{
+#if FL_MULTI_ISA
+    if (level == FL_ISA_AVX2) return &fl_kernels_avx2;
+    if (level == FL_ISA_AVX512) return &fl_kernels_avx512;
+#endif
+    return level == FL_ISA_BASELINE ? &fl_kernels_baseline : NULL;
+}
+
+int fl_isa_supported(int level)
+{
+    if (level == FL_ISA_BASELINE) return 1;
+#if FL_MULTI_ISA
+    __builtin_cpu_init();
+    if (level == FL_ISA_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+               && __builtin_cpu_supports("bmi2");
+    if (level == FL_ISA_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+               && __builtin_cpu_supports("avx512cd") && fl_isa_supported(FL_ISA_AVX2);
+#endif
+    return 0;
+}
+
+int fl_isa_best(void)
+{
+    for (int level = FL_ISA_COUNT - 1; level > 0; level--)
+        if (fl_isa_supported(level)) return level;
+    return FL_ISA_BASELINE;
+}
+
+int fl_isa_set(int level)
+{
+    if (level < 0 || level >= FL_ISA_COUNT || !fl_isa_supported(level) || !table_for(level))
+        return -1;
+    current_isa = level;
+    fl_active = table_for(level);
+    return 0;
+}
+
+int fl_isa_current(void) { return current_isa; }
+
+const char *fl_isa_name(int level)
+{
+    return (level >= 0 && level < FL_ISA_COUNT) ? isa_names[level] : "unknown";
+}
+
+const char *fl_build_compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#elif defined(_MSC_VER)
+    return "msvc";
+#else
+    return "unknown";
+#endif
+}
+
+int fl_build_openmp(void)
+{
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
+}
+
+int fl_omp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void fl_omp_set_num_threads(int n)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}

@@ -1,0 +1,173 @@
+/*
+ * fl_math.h -- exp and log written so that gcc turns loops over them into SIMD code.
+ *
+ * libm's expf/exp are calls the vectorizer cannot see through, so a loop such as
+ * `y[j] = expf(x[j] - m)` stays scalar (~0.4 Gelem/s).  These inline versions use
+ * only +, *, fma, compares-with-select and integer bit tricks, so a loop over them
+ * vectorizes for whatever instruction set the including translation unit targets
+ * (see kernels_*.c).  They need -fno-trapping-math (lets gcc turn the selects into
+ * blends) but never -ffast-math: every inf/NaN case below is handled explicitly and
+ * the rounding trick in fl_round_* must not be reassociated away.
+ *
+ * exp(x) = 2^n * exp(r),  n = round(x / ln 2),  r = x - n ln 2  (|r| <= ln2/2)
+ *   r is computed with ln 2 split into a short high part and a low correction
+ *   (Cody-Waite), so n*ln2_hi is exact; exp(r) is the Cephes polynomial (float) or
+ *   Pade rational (double).  2^n is built in the exponent bits in TWO factors,
+ *   2^(n/2) * 2^(n - n/2), so results in the subnormal range are produced correctly
+ *   (no flush to zero) and overflow gives inf.  x is clamped first so the integer
+ *   arithmetic never overflows; NaN fails both clamp compares and propagates.
+ *   Measured max error (tests/test_simd_math.py sweeps every float32 in range and
+ *   dense float64 samples): see README.
+ *
+ * log(x) = e ln 2 + log(m),  m in [sqrt(1/2), sqrt 2)
+ *   log(m) = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...),  s = (m - 1) / (m + 1),
+ *   |s| <= 0.1716, so a short odd series converges fast.  x < 0 and NaN -> NaN,
+ *   0 -> -inf, +inf -> +inf, subnormals are rescaled first.
+ */
+#ifndef FL_MATH_H
+#define FL_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#define FL_INLINE static inline __attribute__((always_inline))
+
+FL_INLINE float fl_bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+FL_INLINE uint32_t fl_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
+FL_INLINE double fl_bits_to_f64(uint64_t u) { double f; memcpy(&f, &u, sizeof f); return f; }
+FL_INLINE uint64_t fl_f64_to_bits(double f) { uint64_t u; memcpy(&u, &f, sizeof u); return u; }
+
+/* ---------------------------------------------------------------- float32 exp */
+FL_INLINE float fl_expf(float x)
+{
+    /* Beyond these the result is 0 (below exp(-103.97) even the smallest subnormal
+     * rounds to 0) or inf; clamping keeps n in [-150, 129]. */
+    const float lo = -104.0f, hi = 89.0f;
+    x = x < lo ? lo : x;
+    x = x > hi ? hi : x;
+    /* round(x * log2 e) to an integer: adding 1.5 * 2^23 pushes the fraction bits out,
+     * so the low mantissa bits of t hold n (round-to-nearest-even). */
+    const float shifter = 12582912.0f;
+    float t = x * 1.44269504088896341f + shifter;
+    float n = t - shifter;
+    int32_t ni = (int32_t)(fl_f32_to_bits(t) - fl_f32_to_bits(shifter));
+    /* Cody-Waite: ln2 = 0.693359375 - 2.12194440e-4 (the first part has 9 bits) */
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    /* Cephes expf polynomial for exp(r) on [-ln2/2, ln2/2] */
+    float z = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * z + r + 1.0f;
+    /* 2^n in two factors so that n down to -150 stays exact (subnormal results). */
+    int32_t n1 = ni >> 1;
+    int32_t n2 = ni - n1;
+    float s1 = fl_bits_to_f32((uint32_t)(n1 + 127) << 23);
+    float s2 = fl_bits_to_f32((uint32_t)(n2 + 127) << 23);
+    return p * s1 * s2;
+}
+
+/* ---------------------------------------------------------------- float64 exp */
+FL_INLINE double fl_exp(double x)
+{
+    const double lo = -746.0, hi = 710.0;
+    x = x < lo ? lo : x;
+    x = x > hi ? hi : x;
+    const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
+    double t = x * 1.4426950408889634074 + shifter;
+    double n = t - shifter;
+    int64_t ni = (int64_t)(fl_f64_to_bits(t) - fl_f64_to_bits(shifter));
+    double r = x - n * 6.93145751953125e-1;
+    r = r - n * 1.42860682030941723212e-6;
+    /* Cephes exp: exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)) */
+    double rr = r * r;
+    double px = 1.26177193074810590878e-4;
+    px = px * rr + 3.02994407707441961300e-2;
+    px = px * rr + 9.99999999999999999910e-1;
+    px = px * r;
+    double qx = 3.00198505138664455042e-6;
+    qx = qx * rr + 2.52448340349684104192e-3;
+    qx = qx * rr + 2.27265548208155028766e-1;
+    qx = qx * rr + 2.00000000000000000009e0;
+    double e = 1.0 + 2.0 * (px / (qx - px));
+    int64_t n1 = ni >> 1;
+    int64_t n2 = ni - n1;
+    double s1 = fl_bits_to_f64((uint64_t)(n1 + 1023) << 52);
+    double s2 = fl_bits_to_f64((uint64_t)(n2 + 1023) << 52);
+    return e * s1 * s2;
+}
+
+/* ---------------------------------------------------------------- float32 log */
+FL_INLINE float fl_logf(float x)
+{
+    /* Rescale subnormals by 2^23 so their exponent field is meaningful. */
+    int tiny = x < 1.17549435e-38f;
+    float xs = tiny ? x * 8388608.0f : x;
+    uint32_t bits = fl_f32_to_bits(xs);
+    /* Split xs = 2^e * m with m in [sqrt(1/2), sqrt(2)): offset the bits by
+     * (1 - sqrt(1/2)) in mantissa units before taking the exponent. */
+    uint32_t shifted = bits - 0x3f3504f3u;            /* bits of sqrt(1/2) */
+    int32_t e = (int32_t)shifted >> 23;
+    uint32_t mbits = (shifted & 0x007fffffu) + 0x3f3504f3u;
+    float m = fl_bits_to_f32(mbits);
+    float ef = (float)e - (tiny ? 23.0f : 0.0f);
+    float f = m - 1.0f;
+    float s = f / (m + 1.0f);
+    float s2 = s * s;
+    /* 2 atanh(s) = 2s (1 + s^2/3 + s^4/5 + s^6/7 + s^8/9) ; |s| <= 0.1716 */
+    float q = 0.11111111f;
+    q = q * s2 + 0.14285715f;
+    q = q * s2 + 0.2f;
+    q = q * s2 + 0.33333334f;
+    /* 2s = f - s f exactly enough that the leading term stays accurate (as in fl_log) */
+    float lm = f - s * f + 2.0f * s * (s2 * q);
+    float res = ef * 0.693359375f + (lm + ef * -2.12194440e-4f);
+    res = x == 0.0f ? -INFINITY : res;
+    res = x < 0.0f ? NAN : res;
+    res = x == INFINITY ? x : res;
+    res = x != x ? x : res;
+    return res;
+}
+
+/* ---------------------------------------------------------------- float64 log */
+FL_INLINE double fl_log(double x)
+{
+    int tiny = x < 2.2250738585072014e-308;
+    double xs = tiny ? x * 18014398509481984.0 : x;    /* 2^54 */
+    uint64_t bits = fl_f64_to_bits(xs);
+    uint64_t shifted = bits - 0x3fe6a09e667f3bcdull;      /* bits of sqrt(1/2) */
+    int64_t e = (int64_t)shifted >> 52;
+    uint64_t mbits = (shifted & 0x000fffffffffffffull) + 0x3fe6a09e667f3bcdull;
+    double m = fl_bits_to_f64(mbits);
+    double ef = (double)e - (tiny ? 54.0 : 0.0);
+    double f = m - 1.0;
+    double s = f / (m + 1.0);
+    double s2 = s * s;
+    /* 2 atanh(s) - 2s = 2s (s^2/3 + s^4/5 + ... + s^20/21); |s|^2 <= 0.0295 */
+    double q = 1.0 / 21;
+    q = q * s2 + 1.0 / 19;
+    q = q * s2 + 1.0 / 17;
+    q = q * s2 + 1.0 / 15;
+    q = q * s2 + 1.0 / 13;
+    q = q * s2 + 1.0 / 11;
+    q = q * s2 + 1.0 / 9;
+    q = q * s2 + 1.0 / 7;
+    q = q * s2 + 1.0 / 5;
+    q = q * s2 + 1.0 / 3;
+    /* log(m) = f - (f - 2s) + 2s s^2 q, where f - 2s = s f is formed exactly enough:
+     * 2s = f - s f, so log(m) = f - s*f + 2 s s2 q keeps the leading term exact. */
+    double lm = f - s * f + 2.0 * s * s2 * q;
+    double res = ef * 6.93147180369123816490e-1 + (lm + ef * 1.90821492927058770002e-10);
+    res = x == 0.0 ? -INFINITY : res;
+    res = x < 0.0 ? NAN : res;
+    res = x == INFINITY ? x : res;
+    res = x != x ? x : res;
+    return res;
+}
+
+#endif /* FL_MATH_H */

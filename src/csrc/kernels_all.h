@@ -1,0 +1,68 @@
+/*
+ * kernels_all.h -- instantiate every kernel template for float and double and
+ * publish them as the table fl_kernels_<FL_ISA>.  Included by kernels_<isa>.c
+ * after that file has selected its instruction set with #pragma GCC target.
+ */
+#include <math.h>
+#include "fl_kernels.h"
+#include "fl_math.h"
+#include "fl_template.h"
+
+#define FL_FLAT_MAX_N 16          /* rows this short go through the flat path */
+#define FL_FLAT_ELEMS 2048        /* elements per flat block: 8-16 KiB, L1-resident */
+#define FL_COL_BLOCK 128          /* lanes per block in the columns layout */
+
+/* Rows layout (one lane = one row along the class axis) when there is no inner
+ * axis or the class axis is more contiguous than it; columns layout otherwise. */
+static inline int fl_rows_layout(const fl_view3 *v)
+{
+    ptrdiff_t c = v->sa[1] < 0 ? -v->sa[1] : v->sa[1];
+    ptrdiff_t i = v->sa[2] < 0 ? -v->sa[2] : v->sa[2];
+    return v->inner == 1 || c < i;
+}
+
+/* The next run of lanes, starting at `lane` and ending before `lane_end`, that
+ * shares one outer index and is at most FL_COL_BLOCK long: its length, with its
+ * outer index in *o and first inner index in *i0. */
+static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff_t lane_end,
+                                      ptrdiff_t *o, ptrdiff_t *i0)
+{
+    *o = lane / v->inner;
+    *i0 = lane - *o * v->inner;
+    ptrdiff_t len = v->inner - *i0;
+    if (len > lane_end - lane) len = lane_end - lane;
+    return len > FL_COL_BLOCK ? FL_COL_BLOCK : len;
+}
+
+#define FL_T float
+#define FL_SUF f32
+#define FL_EXP fl_expf
+#define FL_LOG fl_logf
+#include "softmax_impl.h"
+#undef FL_T
+#undef FL_SUF
+#undef FL_EXP
+#undef FL_LOG
+
+#define FL_T double
+#define FL_SUF f64
+#define FL_EXP fl_exp
+#define FL_LOG fl_log
+#include "softmax_impl.h"
+#undef FL_T
+#undef FL_SUF
+#undef FL_EXP
+#undef FL_LOG
+
+#define FL_STR_(x) #x
+#define FL_STR(x) FL_STR_(x)
+
+const fl_kernel_table FL_CAT(fl_kernels, FL_ISA) = {
+    .isa_name = FL_STR(FL_ISA),
+    .softmax_f32 = softmax_lanes_f32,
+    .softmax_f64 = softmax_lanes_f64,
+    .logsumexp_f32 = logsumexp_lanes_f32,
+    .logsumexp_f64 = logsumexp_lanes_f64,
+    .softmax_backward_f32 = softmax_backward_lanes_f32,
+    .softmax_backward_f64 = softmax_backward_lanes_f64,
+};

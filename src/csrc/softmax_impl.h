@@ -1,0 +1,315 @@
+/*
+ * softmax_impl.h -- softmax, log_softmax, logsumexp and their backward passes.
+ * A template: included once per element type with FL_T (float/double), FL_SUF,
+ * FL_EXP and FL_LOG defined (see kernels_all.h).  Sums are always accumulated in
+ * double, also for float data.
+ *
+ * Numerics: every row is shifted by its maximum before exp, so exp never overflows
+ * and the largest term is exactly 1 (the sum is >= 1 and its log is well
+ * conditioned).  The max ignores NaN (a > m is false), but a NaN element still
+ * makes its exp, hence the row's sum and every output of the row, NaN: NaN stays in
+ * its row.  -inf elements give exp(-inf) = 0, i.e. masked classes.  A row whose max
+ * is infinite (all -inf, or a +inf entry) has no finite shift; softmax and
+ * log_softmax then give NaN for the row (as PyTorch and SciPy do) and logsumexp
+ * gives the max itself (or NaN if the row has a NaN).
+ *
+ * Three memory layouts, chosen per call:
+ *   rows     inner == 1, or the class axis is the most contiguous one: each lane is
+ *            a row of n elements with class stride sa[1].
+ *            Two or three passes over the row; the row stays in L1/L2 between
+ *            passes, so memory sees it once.
+ *   flat     inner == 1, n <= FL_FLAT_MAX_N and packed rows: a loop along a row of
+ *            10 never reaches its vector body, so a block of rows is processed as
+ *            one flat array, with the per-row max and sum broadcast into buffers.
+ *   columns  otherwise (class axis not last, or a transposed input): the contiguous
+ *            direction runs across lanes, so blocks of FL_COL_BLOCK lanes are
+ *            processed side by side, one class at a time.
+ */
+
+/* ------------------------------------------------------------------ rows */
+
+static inline __attribute__((always_inline)) FL_T
+FL_FN(row_max)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
+{
+    FL_T m = -INFINITY;
+#pragma omp simd reduction(max:m)
+    for (ptrdiff_t j = 0; j < n; j++) {
+        FL_T v = x[j * cs];
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
+static inline __attribute__((always_inline)) int
+FL_FN(row_has_nan)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
+{
+    for (ptrdiff_t j = 0; j < n; j++)
+        if (x[j * cs] != x[j * cs]) return 1;
+    return 0;
+}
+
+/* sum_j exp(x_j - m), optionally storing the exponentials in y */
+static inline __attribute__((always_inline)) double
+FL_FN(row_sumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m)
+{
+    double s = 0.0;
+#pragma omp simd reduction(+:s)
+    for (ptrdiff_t j = 0; j < n; j++)
+        s += (double)FL_EXP(x[j * cs] - m);
+    return s;
+}
+
+static inline __attribute__((always_inline)) double
+FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, ptrdiff_t ys)
+{
+    double s = 0.0;
+#pragma omp simd reduction(+:s)
+    for (ptrdiff_t j = 0; j < n; j++) {
+        FL_T e = FL_EXP(x[j * cs] - m);
+        y[j * ys] = e;
+        s += (double)e;
+    }
+    return s;
+}
+
+static inline __attribute__((always_inline)) void
+FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t n, int log_mode)
+{
+    FL_T m = FL_FN(row_max)(x, n, cs);
+    if (log_mode) {
+        /* y = (x - m) - log(sum): subtracting m first keeps the result exact for the
+         * largest entries (x - m == 0), where x - (m + log s) would lose them. */
+        FL_T ls = (FL_T)log(FL_FN(row_sumexp)(x, n, cs, m));
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            y[j * ys] = (x[j * cs] - m) - ls;
+    } else {
+        FL_T inv = (FL_T)(1.0 / FL_FN(row_exp_store)(x, n, cs, m, y, ys));
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            y[j * ys] *= inv;
+    }
+}
+
+/* ------------------------------------------------------------------ flat (small n) */
+
+
+static void
+FL_FN(flat_softmax)(const FL_T *x, FL_T *y, ptrdiff_t rows, ptrdiff_t n, int log_mode)
+{
+    FL_T shift[FL_FLAT_ELEMS];    /* the row max, broadcast to every element of the row */
+    FL_T scale[FL_FLAT_ELEMS];    /* 1/sum (softmax) or log(sum) (log_softmax), broadcast */
+    FL_T e[FL_FLAT_ELEMS];
+    const ptrdiff_t block_rows = FL_FLAT_ELEMS / n;
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += block_rows) {
+        ptrdiff_t nr = rows - r0 < block_rows ? rows - r0 : block_rows;
+        ptrdiff_t len = nr * n;
+        const FL_T *xb = x + r0 * n;
+        FL_T *yb = y + r0 * n;
+        for (ptrdiff_t r = 0; r < nr; r++) {
+            FL_T m = FL_FN(row_max)(xb + r * n, n, 1);
+            for (ptrdiff_t j = 0; j < n; j++) shift[r * n + j] = m;
+        }
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < len; k++)
+            e[k] = FL_EXP(xb[k] - shift[k]);
+        for (ptrdiff_t r = 0; r < nr; r++) {
+            double s = 0.0;
+            for (ptrdiff_t j = 0; j < n; j++) s += (double)e[r * n + j];
+            FL_T v = log_mode ? (FL_T)log(s) : (FL_T)(1.0 / s);
+            for (ptrdiff_t j = 0; j < n; j++) scale[r * n + j] = v;
+        }
+        if (log_mode) {
+#pragma omp simd
+            for (ptrdiff_t k = 0; k < len; k++)
+                yb[k] = (xb[k] - shift[k]) - scale[k];
+        } else {
+#pragma omp simd
+            for (ptrdiff_t k = 0; k < len; k++)
+                yb[k] = e[k] * scale[k];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ columns (inner > 1) */
+
+/* Softmax over n classes for `len` lanes side by side: element (c, i) at
+ * x[c * xc + i * xi].  With xi == 1 every inner loop is a contiguous vector loop. */
+static inline __attribute__((always_inline)) void
+FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_t yc,
+                    ptrdiff_t yi, ptrdiff_t n, ptrdiff_t len, int log_mode)
+{
+    FL_T m[FL_COL_BLOCK];
+    double s[FL_COL_BLOCK];
+    FL_T t[FL_COL_BLOCK];
+    for (ptrdiff_t i = 0; i < len; i++) { m[i] = -INFINITY; s[i] = 0.0; }
+    for (ptrdiff_t c = 0; c < n; c++) {
+        const FL_T *xr = x + c * xc;
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) { FL_T v = xr[i * xi]; m[i] = v > m[i] ? v : m[i]; }
+    }
+    for (ptrdiff_t c = 0; c < n; c++) {
+        const FL_T *xr = x + c * xc;
+        FL_T *yr = y + c * yc;
+        if (log_mode) {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)FL_EXP(xr[i * xi] - m[i]);
+        } else {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) {
+                FL_T e = FL_EXP(xr[i * xi] - m[i]);
+                yr[i * yi] = e;
+                s[i] += (double)e;
+            }
+        }
+    }
+    for (ptrdiff_t i = 0; i < len; i++) t[i] = log_mode ? (FL_T)log(s[i]) : (FL_T)(1.0 / s[i]);
+    for (ptrdiff_t c = 0; c < n; c++) {
+        const FL_T *xr = x + c * xc;
+        FL_T *yr = y + c * yc;
+        if (log_mode) {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) yr[i * yi] = (xr[i * xi] - m[i]) - t[i];
+        } else {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) yr[i * yi] *= t[i];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+static void
+FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
+                     ptrdiff_t lb, ptrdiff_t le, int log_mode)
+{
+    const ptrdiff_t n = v->n;
+    if (v->inner == 1 && n <= FL_FLAT_MAX_N && v->sa[1] == 1 && v->so[1] == 1
+        && v->sa[0] == n && v->so[0] == n) {
+        FL_FN(flat_softmax)(x + lb * n, y + lb * n, le - lb, n, log_mode);
+        return;
+    }
+    if (fl_rows_layout(v)) {
+        const int unit = v->sa[1] == 1 && v->so[1] == 1;
+        for (ptrdiff_t r = lb; r < le; r++) {
+            ptrdiff_t o = r / v->inner, i = r - o * v->inner;
+            const FL_T *xr = x + o * v->sa[0] + i * v->sa[2];
+            FL_T *yr = y + o * v->so[0] + i * v->so[2];
+            if (unit)
+                FL_FN(row_softmax)(xr, 1, yr, 1, n, log_mode);   /* contiguous: vector loops */
+            else
+                FL_FN(row_softmax)(xr, v->sa[1], yr, v->so[1], n, log_mode);
+        }
+        return;
+    }
+    for (ptrdiff_t lane = lb, o, i0, len; lane < le; lane += len) {
+        len = fl_lane_block(v, lane, le, &o, &i0);
+        const FL_T *xb = x + o * v->sa[0] + i0 * v->sa[2];
+        FL_T *yb = y + o * v->so[0] + i0 * v->so[2];
+        if (v->sa[2] == 1 && v->so[2] == 1)
+            FL_FN(cols_softmax)(xb, v->sa[1], 1, yb, v->so[1], 1, n, len, log_mode);
+        else
+            FL_FN(cols_softmax)(xb, v->sa[1], v->sa[2], yb, v->so[1], v->so[2], n, len, log_mode);
+    }
+}
+
+/* logsumexp of one row; the infinite-max cases are resolved without the shift */
+static inline __attribute__((always_inline)) FL_T
+FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
+{
+    FL_T m = FL_FN(row_max)(x, n, cs);
+    if (m == INFINITY || m == -INFINITY)     /* also n == 0: the empty sum's log is -inf */
+        return FL_FN(row_has_nan)(x, n, cs) ? (FL_T)NAN : m;
+    return (FL_T)((double)m + log(FL_FN(row_sumexp)(x, n, cs, m)));
+}
+
+static void
+FL_FN(logsumexp_lanes)(const FL_T *x, FL_T *out, const fl_view3 *v, ptrdiff_t lb, ptrdiff_t le)
+{
+    const ptrdiff_t n = v->n;
+    if (fl_rows_layout(v)) {
+        for (ptrdiff_t r = lb; r < le; r++) {
+            ptrdiff_t o = r / v->inner, i = r - o * v->inner;
+            const FL_T *xr = x + o * v->sa[0] + i * v->sa[2];
+            out[o * v->so[0] + i * v->so[2]] = v->sa[1] == 1 ? FL_FN(row_logsumexp)(xr, n, 1)
+                                                             : FL_FN(row_logsumexp)(xr, n, v->sa[1]);
+        }
+        return;
+    }
+    for (ptrdiff_t lane = lb, o, i0, len; lane < le; lane += len) {
+        len = fl_lane_block(v, lane, le, &o, &i0);
+        const FL_T *xb = x + o * v->sa[0] + i0 * v->sa[2];
+        FL_T *ob = out + o * v->so[0] + i0 * v->so[2];
+        FL_T m[FL_COL_BLOCK];
+        double s[FL_COL_BLOCK];
+        const ptrdiff_t xc = v->sa[1], xi = v->sa[2];
+        for (ptrdiff_t i = 0; i < len; i++) { m[i] = -INFINITY; s[i] = 0.0; }
+        for (ptrdiff_t c = 0; c < n; c++) {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) { FL_T a = xb[c * xc + i * xi]; m[i] = a > m[i] ? a : m[i]; }
+        }
+        for (ptrdiff_t c = 0; c < n; c++) {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)FL_EXP(xb[c * xc + i * xi] - m[i]);
+        }
+        for (ptrdiff_t i = 0; i < len; i++) {
+            FL_T r;
+            if (m[i] == INFINITY || m[i] == -INFINITY)
+                r = FL_FN(row_has_nan)(xb + i * xi, n, xc) ? (FL_T)NAN : m[i];
+            else
+                r = (FL_T)((double)m[i] + log(s[i]));
+            ob[i * v->so[2]] = r;
+        }
+    }
+}
+
+/* Backward passes (vector-Jacobian products), with g the incoming gradient:
+ *   softmax:     y = softmax(x)      dx = y * (g - sum_j g_j y_j)
+ *   log_softmax: y = log_softmax(x)  dx = g - exp(y) * sum_j g_j        */
+static inline __attribute__((always_inline)) void
+FL_FN(row_backward)(const FL_T *g, ptrdiff_t gs, const FL_T *y, ptrdiff_t ys,
+                    FL_T *o, ptrdiff_t os, ptrdiff_t n, int log_mode)
+{
+    double acc = 0.0;
+    if (log_mode) {
+#pragma omp simd reduction(+:acc)
+        for (ptrdiff_t j = 0; j < n; j++) acc += (double)g[j * gs];
+        FL_T sg = (FL_T)acc;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++) o[j * os] = g[j * gs] - FL_EXP(y[j * ys]) * sg;
+    } else {
+#pragma omp simd reduction(+:acc)
+        for (ptrdiff_t j = 0; j < n; j++) acc += (double)g[j * gs] * (double)y[j * ys];
+        FL_T dot = (FL_T)acc;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++) o[j * os] = y[j * ys] * (g[j * gs] - dot);
+    }
+}
+
+static void
+FL_FN(softmax_backward_lanes)(const FL_T *g, const FL_T *y, FL_T *out, const fl_view3 *v,
+                              ptrdiff_t lb, ptrdiff_t le, int log_mode)
+{
+    const ptrdiff_t n = v->n;
+    if (v->inner == 1) {
+        const int unit = v->sa[1] == 1 && v->sb[1] == 1 && v->so[1] == 1;
+        for (ptrdiff_t r = lb; r < le; r++) {
+            const FL_T *gr = g + r * v->sa[0];
+            const FL_T *yr = y + r * v->sb[0];
+            FL_T *orow = out + r * v->so[0];
+            if (unit)
+                FL_FN(row_backward)(gr, 1, yr, 1, orow, 1, n, log_mode);
+            else
+                FL_FN(row_backward)(gr, v->sa[1], yr, v->sb[1], orow, v->so[1], n, log_mode);
+        }
+        return;
+    }
+    /* Columns: lane by lane with strided access.  Backward with a non-last class axis
+     * is rare enough that this simple form is kept (correct for any strides). */
+    for (ptrdiff_t lane = lb; lane < le; lane++) {
+        ptrdiff_t o = lane / v->inner, i = lane - o * v->inner;
+        FL_FN(row_backward)(g + o * v->sa[0] + i * v->sa[2], v->sa[1],
+                            y + o * v->sb[0] + i * v->sb[2], v->sb[1],
+                            out + o * v->so[0] + i * v->so[2], v->so[1], n, log_mode);
+    }
+}
