@@ -1,4 +1,6 @@
 # C declarations of the SIMD kernel interface (src/csrc/fl_kernels.h).
+from libc.stdint cimport int64_t
+
 cdef extern from "fl_kernels.h" nogil:
     ctypedef struct fl_view3:
         Py_ssize_t outer, n, inner
@@ -13,6 +15,26 @@ cdef extern from "fl_kernels.h" nogil:
     ctypedef void (*fl_softmax_bwd_f32_fn)(const float *, const float *, float *, const fl_view3 *, Py_ssize_t, Py_ssize_t, int) noexcept nogil
     ctypedef void (*fl_softmax_bwd_f64_fn)(const double *, const double *, double *, const fl_view3 *, Py_ssize_t, Py_ssize_t, int) noexcept nogil
 
+    ctypedef struct fl_ce_args:
+        const int64_t *target
+        Py_ssize_t ts[2]
+        int64_t ignore_index
+        const double *sample_weight
+        Py_ssize_t sws[2]
+        const double *weight
+        double weight_sum
+        double label_smoothing
+        const double *grad_scale
+        Py_ssize_t gss[2]
+        double grad_scale0
+        Py_ssize_t ls[2]
+        int want_loss
+
+    ctypedef double (*fl_ce_f32_fn)(const float *, const float *, float *, float *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil
+    ctypedef double (*fl_ce_f64_fn)(const double *, const double *, double *, double *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil
+    ctypedef double (*fl_nll_f32_fn)(const float *, float *, float *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil
+    ctypedef double (*fl_nll_f64_fn)(const double *, double *, double *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil
+
     ctypedef struct fl_kernel_table:
         const char *isa_name
         fl_softmax_f32_fn softmax_f32
@@ -21,6 +43,10 @@ cdef extern from "fl_kernels.h" nogil:
         fl_logsumexp_f64_fn logsumexp_f64
         fl_softmax_bwd_f32_fn softmax_backward_f32
         fl_softmax_bwd_f64_fn softmax_backward_f64
+        fl_ce_f32_fn cross_entropy_f32
+        fl_ce_f64_fn cross_entropy_f64
+        fl_nll_f32_fn nll_f32
+        fl_nll_f64_fn nll_f64
 
     const fl_kernel_table *fl_active
     int FL_ISA_COUNT

@@ -114,3 +114,4 @@ def stream_copy(char[::1] dst, const char[::1] src, int n_threads):
 
 
 include "softmax.pxi"
+include "cross_entropy.pxi"

@@ -22,6 +22,7 @@
 #define FL_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     ptrdiff_t outer, n, inner;
@@ -46,6 +47,43 @@ typedef void (*fl_softmax_bwd_f64_fn)(const double *grad, const double *y, doubl
                                       const fl_view3 *v, ptrdiff_t lane_begin,
                                       ptrdiff_t lane_end, int log_mode);
 
+/* Arguments of the cross-entropy / nll kernels that do not depend on the element type.
+ * Per-lane arrays are 2-D (outer, inner) views with element strides [0], [1].  The
+ * Python layer has validated everything: a target is either ignore_index or in [0, n). */
+typedef struct {
+    const int64_t *target;          /* class indices; NULL: class probabilities (q) */
+    ptrdiff_t ts[2];
+    int64_t ignore_index;
+    const double *sample_weight;    /* per lane; NULL: all 1 */
+    ptrdiff_t sws[2];
+    const double *weight;           /* per class, n contiguous values; NULL: all 1 */
+    double weight_sum;              /* sum of weight (n when weight is NULL) */
+    double label_smoothing;         /* eps in [0, 1] */
+    const double *grad_scale;       /* per-lane upstream gradient (reduction "none"); */
+    ptrdiff_t gss[2];               /* NULL: grad_scale0 for every lane */
+    double grad_scale0;             /* d reduced loss / d loss_i ("mean": 1 / denominator) */
+    ptrdiff_t ls[2];                /* strides of the per-lane loss output, if any */
+    int want_loss;                  /* 0: only the gradient is wanted */
+} fl_ce_args;
+
+/* Fused cross-entropy over lanes [lane_begin, lane_end): per lane the weighted loss
+ * sample_weight * l is written to loss (if not NULL) and the gradient grad_scale *
+ * sample_weight * dl/dx to grad (if not NULL; grad may be x itself).  q: class
+ * probabilities laid out as v->sb (NULL with index targets); grad as v->so.
+ * Returns the sum of the weighted losses of the range (0 when !want_loss). */
+typedef double (*fl_ce_f32_fn)(const float *x, const float *q, float *grad, float *loss,
+                               const fl_view3 *v, const fl_ce_args *a,
+                               ptrdiff_t lane_begin, ptrdiff_t lane_end);
+typedef double (*fl_ce_f64_fn)(const double *x, const double *q, double *grad, double *loss,
+                               const fl_view3 *v, const fl_ce_args *a,
+                               ptrdiff_t lane_begin, ptrdiff_t lane_end);
+/* Negative log-likelihood of index targets: l = -weight[y] * x[y].  Same conventions
+ * (q unused; grad gets -grad_scale * weight[y] at y and 0 elsewhere). */
+typedef double (*fl_nll_f32_fn)(const float *x, float *grad, float *loss, const fl_view3 *v,
+                                const fl_ce_args *a, ptrdiff_t lane_begin, ptrdiff_t lane_end);
+typedef double (*fl_nll_f64_fn)(const double *x, double *grad, double *loss, const fl_view3 *v,
+                                const fl_ce_args *a, ptrdiff_t lane_begin, ptrdiff_t lane_end);
+
 typedef struct {
     const char *isa_name;
     fl_softmax_f32_fn softmax_f32;
@@ -54,6 +92,10 @@ typedef struct {
     fl_logsumexp_f64_fn logsumexp_f64;
     fl_softmax_bwd_f32_fn softmax_backward_f32;
     fl_softmax_bwd_f64_fn softmax_backward_f64;
+    fl_ce_f32_fn cross_entropy_f32;
+    fl_ce_f64_fn cross_entropy_f64;
+    fl_nll_f32_fn nll_f32;
+    fl_nll_f64_fn nll_f64;
 } fl_kernel_table;
 
 /* Instruction-set levels, lowest first. */

@@ -39,6 +39,7 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
 #define FL_EXP fl_expf
 #define FL_LOG fl_logf
 #include "softmax_impl.h"
+#include "cross_entropy_impl.h"
 #undef FL_T
 #undef FL_SUF
 #undef FL_EXP
@@ -49,6 +50,7 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
 #define FL_EXP fl_exp
 #define FL_LOG fl_log
 #include "softmax_impl.h"
+#include "cross_entropy_impl.h"
 #undef FL_T
 #undef FL_SUF
 #undef FL_EXP
@@ -65,4 +67,8 @@ const fl_kernel_table FL_CAT(fl_kernels, FL_ISA) = {
     .logsumexp_f64 = logsumexp_lanes_f64,
     .softmax_backward_f32 = softmax_backward_lanes_f32,
     .softmax_backward_f64 = softmax_backward_lanes_f64,
+    .cross_entropy_f32 = cross_entropy_lanes_f32,
+    .cross_entropy_f64 = cross_entropy_lanes_f64,
+    .nll_f32 = nll_lanes_f32,
+    .nll_f64 = nll_lanes_f64,
 };

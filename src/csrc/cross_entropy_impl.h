@@ -1,0 +1,515 @@
+/*
+ * cross_entropy_impl.h -- fused cross-entropy (loss and gradient in one pass over the
+ * logits) and the negative log-likelihood.  A template like softmax_impl.h: included
+ * once per element type with FL_T, FL_SUF, FL_EXP, FL_LOG defined (see kernels_all.h),
+ * after softmax_impl.h, whose row helpers (row_max) it uses.
+ *
+ * Per lane (one row of n classes), with d_j = x_j - max_j x_j (<= 0), s = sum_j exp(d_j)
+ * accumulated in double, p_j = exp(d_j) / s, eps the label smoothing, e = eps / n, w the
+ * class weight (1 if none, W = sum_j w_j), sw the sample weight and gc the gradient
+ * coefficient (upstream gradient, divided by the "mean" denominator, times sw):
+ *
+ *   index target y:  l = (1 - eps) w_y (log s - d_y) + e (W log s - sum_j w_j d_j)
+ *                    g_j = gc [p_j ((1 - eps) w_y + e W) - (1 - eps) w_y [j = y] - e w_j]
+ *   probabilities q: with wq_j = w_j ((1 - eps) q_j + e),
+ *                    l = (sum_j wq_j) log s - sum_j wq_j d_j
+ *                    g_j = gc [p_j sum_k wq_k - wq_j]
+ *
+ * and the lane reports sw * l.  Every term of a loss is a sum of non-negative parts
+ * (log s >= 0, -d_j >= 0), so nothing cancels; the d_j of the loss sums are formed in
+ * double.  A class of weight 0 (or target mass 0) adds nothing to the sums even where
+ * its logit is -inf (0 log 0 = 0), so masked classes never produce NaN.  The target
+ * entry of the gradient, p_y - 1 for a well-classified row, is formed in double from
+ * the stored exp(d_y) (as (e_y / s - 1)), so it keeps its relative accuracy.
+ * An ignored target (index == ignore_index) gives loss 0 and a zero gradient row,
+ * whatever the row holds (NaN included).  NaN elsewhere stays in its row; a row whose
+ * max is infinite has no finite shift and gives NaN, as the softmax does.
+ *
+ * Passes over one row (the row stays in L1/L2 between them, so memory sees it once):
+ *   1. m = max_j x_j                                        (reads x)
+ *   2. e_j = exp(x_j - m), s += e_j, and the sums the loss   (reads x; with a gradient
+ *      needs; with a gradient e_j is stored in grad           writes e_j into grad,
+ *                                                             which may be x itself)
+ *   3. grad_j = e_j * alpha - beta_j, then the target entry  (only with a gradient)
+ * The forward-only path writes no N x C array.
+ *
+ * Layouts as in softmax_impl.h: rows (class axis contiguous or inner == 1), flat (short
+ * packed rows: exp vectorized over a block of rows), columns (class axis not the most
+ * contiguous, e.g. (N, C, H, W) with axis 1: blocks of FL_COL_BLOCK lanes side by side,
+ * every inner loop runs along the contiguous inner axis).
+ *
+ * Each variant (target kind, label smoothing, class weight, gradient or not) is a
+ * separate instantiation of one always_inline body with constant flags, so the
+ * hot loops carry no per-element branches on them.
+ */
+
+#ifndef FL_CE_COMMON_DONE
+#define FL_CE_COMMON_DONE
+/* mode: which sums pass 2 forms */
+enum { FL_CE_PLAIN = 0,    /* index targets, no label smoothing: only s */
+       FL_CE_SMOOTH = 1,   /* index targets with label smoothing: s, sum_j w_j d_j */
+       FL_CE_SOFT = 2 };   /* class probabilities: s, sum_j wq_j, sum_j wq_j d_j */
+
+/* The scalars of one lane, read before its row is touched. */
+typedef struct {
+    int active;         /* 0: the target is ignore_index */
+    ptrdiff_t y;        /* target class (index targets; 0 when ignored) */
+    double wy;          /* weight[y] */
+    double sw;          /* sample weight */
+    double gc;          /* upstream gradient (/ mean denominator) * sample weight */
+} fl_ce_lane;
+
+static inline __attribute__((always_inline)) fl_ce_lane
+fl_ce_lane_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i)
+{
+    fl_ce_lane L;
+    L.active = 1;
+    L.y = 0;
+    L.wy = 1.0;
+    if (a->target) {
+        int64_t t = a->target[o * a->ts[0] + i * a->ts[1]];
+        if (t == a->ignore_index) {
+            L.active = 0;
+        } else {
+            L.y = (ptrdiff_t)t;
+            if (a->weight) L.wy = a->weight[t];
+        }
+    }
+    L.sw = a->sample_weight ? a->sample_weight[o * a->sws[0] + i * a->sws[1]] : 1.0;
+    L.gc = (a->grad_scale ? a->grad_scale[o * a->gss[0] + i * a->gss[1]] : a->grad_scale0) * L.sw;
+    return L;
+}
+
+/* sw * l of an active lane from its row statistics (see the file comment) */
+static inline __attribute__((always_inline)) double
+fl_ce_row_loss(const fl_ce_args *a, const fl_ce_lane *L, ptrdiff_t n, int mode,
+               double log_s, double dy, double swd, double swq)
+{
+    const double eps = a->label_smoothing;
+    double l;
+    if (mode == FL_CE_SOFT) {
+        l = swq * log_s - swd;
+    } else {
+        l = (1.0 - eps) * L->wy * (log_s - dy);
+        if (mode == FL_CE_SMOOTH)
+            l += eps / (double)n * (a->weight_sum * log_s - swd);
+    }
+    return l * L->sw;
+}
+
+/* The gradient at the target class of an active lane, from ey = exp(d_y) and s. */
+static inline __attribute__((always_inline)) double
+fl_ce_target_grad(const fl_ce_args *a, const fl_ce_lane *L, ptrdiff_t n, double ey, double s)
+{
+    const double eps = a->label_smoothing, ec = eps / (double)n;
+    const double p = ey / s;
+    return L->gc * ((1.0 - eps) * L->wy * (p - 1.0) + ec * (a->weight_sum * p - L->wy));
+}
+#endif /* FL_CE_COMMON_DONE */
+
+/* ------------------------------------------------------------------ one row */
+
+/* Pass 2 over one row: s = sum_j e_j with e_j = exp(x_j - m) (or read from e_in when
+ * from_e), e_j stored to g when store, and the loss sums of `mode` into *swd, *swq.
+ * c1 = 1 - eps and c0 = eps / n (probability targets). */
+static inline __attribute__((always_inline)) double
+FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
+                   const FL_T *e_in, FL_T *g, ptrdiff_t gs, ptrdiff_t n, FL_T m,
+                   const double *w, double c1, double c0, double *swd_out, double *swq_out,
+                   const int mode, const int has_w, const int store, const int from_e)
+{
+    double s = 0.0, swd = 0.0, swq = 0.0;
+    const double md = (double)m;
+    if (mode == FL_CE_PLAIN) {
+#pragma omp simd reduction(+:s)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            FL_T e = from_e ? e_in[j] : FL_EXP(x[j * xs] - m);
+            if (store) g[j * gs] = e;
+            s += (double)e;
+        }
+    } else if (mode == FL_CE_SMOOTH) {
+#pragma omp simd reduction(+:s, swd)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            FL_T xj = x[j * xs];
+            FL_T e = from_e ? e_in[j] : FL_EXP(xj - m);
+            if (store) g[j * gs] = e;
+            s += (double)e;
+            double d = (double)xj - md;
+            if (has_w) {
+                double wj = w[j];
+                swd += wj == 0.0 ? 0.0 : wj * d;     /* weight 0: nothing, even at -inf */
+            } else {
+                swd += d;
+            }
+        }
+    } else {
+#pragma omp simd reduction(+:s, swd, swq)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            FL_T xj = x[j * xs];
+            FL_T e = from_e ? e_in[j] : FL_EXP(xj - m);
+            if (store) g[j * gs] = e;
+            s += (double)e;
+            double wq = c1 * (double)q[j * qs] + c0;
+            if (has_w) wq *= w[j];
+            swq += wq;
+            swd += wq == 0.0 ? 0.0 : wq * ((double)xj - md);   /* 0 log 0 = 0 */
+        }
+    }
+    *swd_out = swd;
+    *swq_out = swq;
+    return s;
+}
+
+/* Pass 3: g_j = e_j * alpha - beta_j from e (which may be g itself), then the target
+ * entry in double.  s, swq: the row's sums. */
+static inline __attribute__((always_inline)) void
+FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_T *g,
+                   ptrdiff_t gs, ptrdiff_t n, const fl_ce_args *a, const fl_ce_lane *L,
+                   double s, double swq, const int mode, const int has_w)
+{
+    const double eps = a->label_smoothing, ec = eps / (double)n;
+    const double *w = a->weight;
+    if (mode == FL_CE_SOFT) {
+        const FL_T alpha = (FL_T)(L->gc * swq / s);
+        const FL_T c1 = (FL_T)(L->gc * (1.0 - eps)), c0 = (FL_T)(L->gc * ec);
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++) {
+            FL_T b = c1 * q[j * qs] + c0;
+            if (has_w) b *= (FL_T)w[j];
+            g[j * gs] = e[j * es] * alpha - b;
+        }
+        return;
+    }
+    const double ey = (double)e[L->y * es];   /* read before the loop overwrites it */
+    const FL_T alpha = (FL_T)(L->gc * ((1.0 - eps) * L->wy + ec * a->weight_sum) / s);
+    if (mode == FL_CE_PLAIN) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++) g[j * gs] = e[j * es] * alpha;
+    } else {
+        const FL_T beta = (FL_T)(L->gc * ec);
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            g[j * gs] = e[j * es] * alpha - (has_w ? beta * (FL_T)w[j] : beta);
+    }
+    g[L->y * gs] = (FL_T)fl_ce_target_grad(a, L, n, ey, s);
+}
+
+/* One lane in the rows layout: returns sw * l (0 for an ignored lane), writes it to
+ * *loss_slot when given and the gradient row to g when grad.  from_e: the
+ * exponentials were already computed into e_in with the shift m (flat layout). */
+static inline __attribute__((always_inline)) double
+FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g, ptrdiff_t gs,
+              FL_T *loss_slot, ptrdiff_t n, const fl_ce_args *a, const fl_ce_lane *L,
+              const FL_T *e_in, FL_T m_in, const int mode, const int has_w, const int grad,
+              const int from_e)
+{
+    if (!L->active) {
+        if (grad) {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < n; j++) g[j * gs] = (FL_T)0;
+        }
+        if (loss_slot) *loss_slot = (FL_T)0;
+        return 0.0;
+    }
+    const double eps = a->label_smoothing;
+    const FL_T m = from_e ? m_in : FL_FN(row_max)(x, n, xs);
+    /* d_y is read before pass 2, which may overwrite x (in place) */
+    const double dy = mode == FL_CE_SOFT ? 0.0 : (double)x[L->y * xs] - (double)m;
+    double swd, swq;
+    const double s = FL_FN(ce_row_sums)(x, xs, q, qs, e_in, g, gs, n, m, a->weight,
+                                        1.0 - eps, eps / (double)n, &swd, &swq,
+                                        mode, has_w, grad && !from_e, from_e);
+    double l = 0.0;
+    if (a->want_loss) {
+        l = fl_ce_row_loss(a, L, n, mode, log(s), dy, swd, swq);
+        if (loss_slot) *loss_slot = (FL_T)l;
+    }
+    if (grad) {
+        if (from_e)
+            FL_FN(ce_row_grad)(e_in, 1, q, qs, g, gs, n, a, L, s, swq, mode, has_w);
+        else
+            FL_FN(ce_row_grad)(g, gs, q, qs, g, gs, n, a, L, s, swq, mode, has_w);
+    }
+    return l;
+}
+
+/* ------------------------------------------------------------------ flat (short rows) */
+
+/* Packed rows [lb, le) of n <= FL_FLAT_MAX_N classes: exp runs over a block of rows as
+ * one flat array (a loop along a row of 10 never reaches its vector body); the rest,
+ * a few scalar operations per element, runs per row. */
+static inline __attribute__((always_inline)) double
+FL_FN(ce_flat)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3 *v,
+               const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le,
+               const int mode, const int has_w, const int grad)
+{
+    FL_T shift[FL_FLAT_ELEMS];    /* the row max, broadcast over the row */
+    FL_T e[FL_FLAT_ELEMS];
+    const ptrdiff_t n = v->n, block_rows = FL_FLAT_ELEMS / n;
+    double total = 0.0;
+    for (ptrdiff_t r0 = lb; r0 < le; r0 += block_rows) {
+        const ptrdiff_t nr = le - r0 < block_rows ? le - r0 : block_rows, len = nr * n;
+        const FL_T *xb = x + r0 * n;
+        for (ptrdiff_t r = 0; r < nr; r++) {
+            FL_T m = FL_FN(row_max)(xb + r * n, n, 1);
+            for (ptrdiff_t j = 0; j < n; j++) shift[r * n + j] = m;
+        }
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < len; k++) e[k] = FL_EXP(xb[k] - shift[k]);
+        for (ptrdiff_t r = 0; r < nr; r++) {
+            const ptrdiff_t lane = r0 + r;
+            const fl_ce_lane L = fl_ce_lane_setup(a, lane, 0);
+            FL_T *slot = loss ? loss + lane * a->ls[0] : NULL;
+            total += FL_FN(ce_row)(xb + r * n, 1, mode == FL_CE_SOFT ? q + lane * n : NULL, 1,
+                                   grad ? g + lane * n : NULL, 1, slot, n, a, &L,
+                                   e + r * n, shift[r * n], mode, has_w, grad, 1);
+        }
+    }
+    return total;
+}
+
+/* ------------------------------------------------------------------ columns (inner > 1) */
+
+/* `len` lanes side by side (lanes i0 .. i0 + len - 1 of outer index o): element (c, i)
+ * of x at x[c * xc + i * xi].  With xi == 1 (and gi, qi == 1) every inner loop is a
+ * contiguous vector loop. */
+static inline __attribute__((always_inline)) double
+FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff_t qc,
+               ptrdiff_t qi, FL_T *g, ptrdiff_t gc, ptrdiff_t gi, FL_T *loss,
+               ptrdiff_t n, ptrdiff_t len, const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i0,
+               const int mode, const int has_w, const int grad)
+{
+    fl_ce_lane L[FL_COL_BLOCK];
+    FL_T m[FL_COL_BLOCK];
+    double s[FL_COL_BLOCK], swd[FL_COL_BLOCK], swq[FL_COL_BLOCK], dy[FL_COL_BLOCK];
+    const double eps = a->label_smoothing, ec = eps / (double)n;
+    const double *w = a->weight;
+    for (ptrdiff_t i = 0; i < len; i++) {
+        L[i] = fl_ce_lane_setup(a, o, i0 + i);
+        m[i] = -INFINITY;
+        s[i] = swd[i] = swq[i] = 0.0;
+    }
+    for (ptrdiff_t c = 0; c < n; c++) {
+        const FL_T *xr = x + c * xc;
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) { FL_T t = xr[i * xi]; m[i] = t > m[i] ? t : m[i]; }
+    }
+    if (mode != FL_CE_SOFT)
+        for (ptrdiff_t i = 0; i < len; i++)   /* before pass 2 may overwrite x */
+            dy[i] = (double)x[L[i].y * xc + i * xi] - (double)m[i];
+    for (ptrdiff_t c = 0; c < n; c++) {
+        const FL_T *xr = x + c * xc;
+        FL_T *gr = g + c * gc;
+        const double wc = has_w ? w[c] : 1.0;
+        if (mode == FL_CE_PLAIN || (mode == FL_CE_SMOOTH && wc == 0.0)) {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) {
+                FL_T e = FL_EXP(xr[i * xi] - m[i]);
+                if (grad) gr[i * gi] = e;
+                s[i] += (double)e;
+            }
+        } else if (mode == FL_CE_SMOOTH) {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) {
+                FL_T t = xr[i * xi];
+                FL_T e = FL_EXP(t - m[i]);
+                if (grad) gr[i * gi] = e;
+                s[i] += (double)e;
+                swd[i] += wc * ((double)t - (double)m[i]);
+            }
+        } else {
+            const FL_T *qr = q + c * qc;
+            const double c1 = (1.0 - eps) * wc, c0 = ec * wc;
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) {
+                FL_T t = xr[i * xi];
+                FL_T e = FL_EXP(t - m[i]);
+                if (grad) gr[i * gi] = e;
+                s[i] += (double)e;
+                double wq = c1 * (double)qr[i * qi] + c0;
+                swq[i] += wq;
+                swd[i] += wq == 0.0 ? 0.0 : wq * ((double)t - (double)m[i]);   /* 0 log 0 = 0 */
+            }
+        }
+    }
+    double total = 0.0;
+    if (a->want_loss) {
+        for (ptrdiff_t i = 0; i < len; i++) {
+            double l = L[i].active ? fl_ce_row_loss(a, &L[i], n, mode, log(s[i]), dy[i], swd[i], swq[i])
+                                   : 0.0;
+            if (loss) loss[i * a->ls[1]] = (FL_T)l;
+            total += l;
+        }
+    }
+    if (grad) {
+        FL_T alpha[FL_COL_BLOCK], b1[FL_COL_BLOCK], b0[FL_COL_BLOCK];
+        unsigned char keep[FL_COL_BLOCK];
+        double ey[FL_COL_BLOCK];
+        for (ptrdiff_t i = 0; i < len; i++) {
+            const fl_ce_lane *Li = &L[i];
+            keep[i] = (unsigned char)Li->active;
+            if (mode == FL_CE_SOFT) {
+                alpha[i] = (FL_T)(Li->gc * swq[i] / s[i]);
+                b1[i] = (FL_T)(Li->gc * (1.0 - eps));
+                b0[i] = (FL_T)(Li->gc * ec);
+            } else {
+                alpha[i] = (FL_T)(Li->gc * ((1.0 - eps) * Li->wy + ec * a->weight_sum) / s[i]);
+                b0[i] = (FL_T)(Li->gc * ec);
+                ey[i] = (double)g[Li->y * gc + i * gi];
+            }
+        }
+        for (ptrdiff_t c = 0; c < n; c++) {
+            FL_T *gr = g + c * gc;
+            const FL_T wc = has_w ? (FL_T)w[c] : (FL_T)1;
+            if (mode == FL_CE_SOFT) {
+                const FL_T *qr = q + c * qc;
+#pragma omp simd
+                for (ptrdiff_t i = 0; i < len; i++)
+                    gr[i * gi] = gr[i * gi] * alpha[i] - wc * (b1[i] * qr[i * qi] + b0[i]);
+            } else if (mode == FL_CE_PLAIN) {
+#pragma omp simd
+                for (ptrdiff_t i = 0; i < len; i++) {
+                    FL_T r = gr[i * gi] * alpha[i];
+                    gr[i * gi] = keep[i] ? r : (FL_T)0;   /* ignored: 0, even for NaN rows */
+                }
+            } else {
+#pragma omp simd
+                for (ptrdiff_t i = 0; i < len; i++) {
+                    FL_T r = gr[i * gi] * alpha[i] - b0[i] * wc;
+                    gr[i * gi] = keep[i] ? r : (FL_T)0;
+                }
+            }
+        }
+        if (mode != FL_CE_SOFT)
+            for (ptrdiff_t i = 0; i < len; i++)
+                if (L[i].active)
+                    g[L[i].y * gc + i * gi] = (FL_T)fl_ce_target_grad(a, &L[i], n, ey[i], s[i]);
+    }
+    return total;
+}
+
+/* ------------------------------------------------------------------ entry point */
+
+static inline __attribute__((always_inline)) double
+FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3 *v,
+               const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le,
+               const int mode, const int has_w, const int grad)
+{
+    const ptrdiff_t n = v->n;
+    const int soft = mode == FL_CE_SOFT;
+    double total = 0.0;
+    if (v->inner == 1 && n <= FL_FLAT_MAX_N && v->sa[1] == 1 && v->sa[0] == n
+        && (!grad || (v->so[1] == 1 && v->so[0] == n))
+        && (!soft || (v->sb[1] == 1 && v->sb[0] == n)))
+        return FL_FN(ce_flat)(x, q, g, loss, v, a, lb, le, mode, has_w, grad);
+    if (fl_rows_layout(v)) {
+        const int unit = v->sa[1] == 1 && (!grad || v->so[1] == 1) && (!soft || v->sb[1] == 1);
+        for (ptrdiff_t r = lb; r < le; r++) {
+            const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
+            const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
+            const FL_T *xr = x + o * v->sa[0] + i * v->sa[2];
+            const FL_T *qr = soft ? q + o * v->sb[0] + i * v->sb[2] : NULL;
+            FL_T *gr = grad ? g + o * v->so[0] + i * v->so[2] : NULL;
+            FL_T *slot = loss ? loss + o * a->ls[0] + i * a->ls[1] : NULL;
+            if (unit)   /* contiguous rows: unit strides are constants, loops vectorize */
+                total += FL_FN(ce_row)(xr, 1, qr, 1, gr, 1, slot, n, a, &L, NULL, 0,
+                                       mode, has_w, grad, 0);
+            else
+                total += FL_FN(ce_row)(xr, v->sa[1], qr, v->sb[1], gr, v->so[1], slot, n, a,
+                                       &L, NULL, 0, mode, has_w, grad, 0);
+        }
+        return total;
+    }
+    const int unit = v->sa[2] == 1 && (!grad || v->so[2] == 1) && (!soft || v->sb[2] == 1);
+    for (ptrdiff_t lane = lb, o, i0, len; lane < le; lane += len) {
+        len = fl_lane_block(v, lane, le, &o, &i0);
+        const FL_T *xb = x + o * v->sa[0] + i0 * v->sa[2];
+        const FL_T *qb = soft ? q + o * v->sb[0] + i0 * v->sb[2] : NULL;
+        FL_T *gb = grad ? g + o * v->so[0] + i0 * v->so[2] : NULL;
+        FL_T *lossb = loss ? loss + o * a->ls[0] + i0 * a->ls[1] : NULL;
+        if (unit)
+            total += FL_FN(ce_cols)(xb, v->sa[1], 1, qb, v->sb[1], 1, gb, v->so[1], 1, lossb,
+                                    n, len, a, o, i0, mode, has_w, grad);
+        else
+            total += FL_FN(ce_cols)(xb, v->sa[1], v->sa[2], qb, v->sb[1], v->sb[2], gb,
+                                    v->so[1], v->so[2], lossb, n, len, a, o, i0,
+                                    mode, has_w, grad);
+    }
+    return total;
+}
+
+static double
+FL_FN(cross_entropy_lanes)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss,
+                           const fl_view3 *v, const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le)
+{
+    const int mode = a->target == NULL ? FL_CE_SOFT
+                     : a->label_smoothing > 0.0 ? FL_CE_SMOOTH : FL_CE_PLAIN;
+    const int has_w = a->weight != NULL;
+    /* One instantiation per variant; without label smoothing the class weight only
+     * enters through the per-lane w_y, so PLAIN needs no weighted variant. */
+#define FL_CE_CALL(MODE, HW, GRAD) FL_FN(ce_body)(x, q, g, loss, v, a, lb, le, MODE, HW, GRAD)
+    if (g) {
+        if (mode == FL_CE_PLAIN) return FL_CE_CALL(FL_CE_PLAIN, 0, 1);
+        if (mode == FL_CE_SMOOTH) return has_w ? FL_CE_CALL(FL_CE_SMOOTH, 1, 1) : FL_CE_CALL(FL_CE_SMOOTH, 0, 1);
+        return has_w ? FL_CE_CALL(FL_CE_SOFT, 1, 1) : FL_CE_CALL(FL_CE_SOFT, 0, 1);
+    }
+    if (mode == FL_CE_PLAIN) return FL_CE_CALL(FL_CE_PLAIN, 0, 0);
+    if (mode == FL_CE_SMOOTH) return has_w ? FL_CE_CALL(FL_CE_SMOOTH, 1, 0) : FL_CE_CALL(FL_CE_SMOOTH, 0, 0);
+    return has_w ? FL_CE_CALL(FL_CE_SOFT, 1, 0) : FL_CE_CALL(FL_CE_SOFT, 0, 0);
+#undef FL_CE_CALL
+}
+
+/* ------------------------------------------------------------------ nll */
+
+/* l = -w_y x_y per lane (0 when ignored); the gradient row is 0 except -gc w_y at y.
+ * One element read per lane; the gradient is a fill plus a scatter. */
+static double
+FL_FN(nll_lanes)(const FL_T *x, FL_T *g, FL_T *loss, const fl_view3 *v, const fl_ce_args *a,
+                 ptrdiff_t lb, ptrdiff_t le)
+{
+    const ptrdiff_t n = v->n;
+    double total = 0.0;
+    for (ptrdiff_t r = lb; r < le; r++) {
+        const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
+        const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
+        double l = L.active ? -L.wy * (double)x[o * v->sa[0] + L.y * v->sa[1] + i * v->sa[2]] * L.sw
+                            : 0.0;
+        if (loss) loss[o * a->ls[0] + i * a->ls[1]] = (FL_T)l;
+        total += l;
+    }
+    if (!g) return total;
+    if (v->inner == 1 || v->so[1] == 1) {   /* rows */
+        for (ptrdiff_t r = lb; r < le; r++) {
+            const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
+            FL_T *gr = g + o * v->so[0] + i * v->so[2];
+            const ptrdiff_t gs = v->so[1];
+            if (gs == 1) {
+#pragma omp simd
+                for (ptrdiff_t j = 0; j < n; j++) gr[j] = (FL_T)0;
+            } else {
+                for (ptrdiff_t j = 0; j < n; j++) gr[j * gs] = (FL_T)0;
+            }
+            const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
+            if (L.active) gr[L.y * gs] = (FL_T)(-L.gc * L.wy);
+        }
+        return total;
+    }
+    for (ptrdiff_t lane = lb, o, i0, len; lane < le; lane += len) {   /* columns */
+        len = fl_lane_block(v, lane, le, &o, &i0);
+        FL_T *gb = g + o * v->so[0] + i0 * v->so[2];
+        const ptrdiff_t gc = v->so[1], gi = v->so[2];
+        for (ptrdiff_t c = 0; c < n; c++) {
+            if (gi == 1) {
+#pragma omp simd
+                for (ptrdiff_t i = 0; i < len; i++) gb[c * gc + i] = (FL_T)0;
+            } else {
+                for (ptrdiff_t i = 0; i < len; i++) gb[c * gc + i * gi] = (FL_T)0;
+            }
+        }
+        for (ptrdiff_t i = 0; i < len; i++) {
+            const fl_ce_lane L = fl_ce_lane_setup(a, o, i0 + i);
+            if (L.active) gb[L.y * gc + i * gi] = (FL_T)(-L.gc * L.wy);
+        }
+    }
+    return total;
+}
