@@ -810,6 +810,10 @@ class Settings:
     min_sample: float | None = None
     copy_bytes: int = COPY_BYTES
     backend: str | None = None
+    # Per-family defaults used where ``shapes``/``dtypes`` are None, e.g.
+    # ``{"softmax": (((64, 10), (8192, 1000)), ("float32", "float64")), ...}``
+    # (benchmarks/run_suite.py's grid).  A family missing here keeps the built-in defaults.
+    grid: dict | None = None
 
     def resolved(self):
         s = Settings(**self.__dict__)
@@ -837,8 +841,9 @@ def plan(settings):
         if getattr(fastloss, name, None) is None:
             skipped.append({"function": name, "reason": "not in fastloss (yet)"})
             continue
-        shapes = settings.shapes or _default_shapes(spec, settings.quick)
-        dtypes = settings.dtypes or _default_dtypes(spec, settings.quick)
+        grid_shapes, grid_dtypes = (settings.grid or {}).get(spec.family, (None, None))
+        shapes = settings.shapes or grid_shapes or _default_shapes(spec, settings.quick)
+        dtypes = settings.dtypes or grid_dtypes or _default_dtypes(spec, settings.quick)
         for shape in shapes:
             for dtype in dtypes:
                 groups.setdefault((tuple(shape), np.dtype(dtype).name), []).append(spec)
@@ -883,6 +888,9 @@ def run(settings=None, progress=None, **kwargs):
             "peers_requested": list(settings.peers),
             "shapes": None if settings.shapes is None else [list(s) for s in settings.shapes],
             "dtypes": None if settings.dtypes is None else list(settings.dtypes),
+            "grid": None if settings.grid is None else {
+                fam: {"shapes": [list(s) for s in sh], "dtypes": list(dt)}
+                for fam, (sh, dt) in settings.grid.items()},
         },
         "machine": machine_info(),
         "fastloss_config": _fastloss_config(),
