@@ -66,9 +66,11 @@ OTHER_SHAPES = ((4096, 4096),)
 CORE_DTYPES = ("float32", "float64")
 OTHER_DTYPES = ("float32",)
 
-QUICK_SOFTMAX_SHAPES = ((8192, 1000),)
-QUICK_CROSS_ENTROPY_SHAPES = ((8192, 1000),)
-QUICK_OTHER_SHAPES = ((1024, 1024),)
+# --quick: 16 MB at float32, clear of glibc's 32 MiB mmap threshold (whose allocation
+# noise needs more repeats than --quick has), and cache-sized elementwise arrays.
+QUICK_SOFTMAX_SHAPES = ((4096, 1000),)
+QUICK_CROSS_ENTROPY_SHAPES = ((4096, 1000),)
+QUICK_OTHER_SHAPES = ((512, 1024),)
 QUICK_DTYPES = ("float32",)
 
 REPEATS = 15
@@ -80,7 +82,7 @@ QUICK_MIN_SAMPLE_SECONDS = 0.002
 # Per row: when one round over the contenders would make the row longer than this, the
 # row runs fewer repeats (never fewer than MIN_REPEATS).
 ROW_BUDGET_SECONDS = 8.0
-QUICK_ROW_BUDGET_SECONDS = 0.6
+QUICK_ROW_BUDGET_SECONDS = 0.4
 MIN_REPEATS = 3
 MAX_CALLS_PER_SAMPLE = 10_000
 # A time whose samples' interquartile range exceeds this fraction of their median is
@@ -298,12 +300,12 @@ TORCH_BUILDERS = {
         lambda t, F, X: t.log_softmax(X, -1), lambda t, F, X, Y: t.log_softmax(X, -1, out=Y)),
     "softmax_backward": _torch_unary(
         lambda t, F, G, Yv: t._softmax_backward_data(G, Yv, -1, G.dtype),
-        lambda t, F, G, Yv, O: t.ops.aten._softmax_backward_data.out(
-            G, Yv, -1, G.dtype, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten._softmax_backward_data.out(
+            G, Yv, -1, G.dtype, grad_input=GI)),
     "log_softmax_backward": _torch_unary(
         lambda t, F, G, Yv: t._log_softmax_backward_data(G, Yv, -1, G.dtype),
-        lambda t, F, G, Yv, O: t.ops.aten._log_softmax_backward_data.out(
-            G, Yv, -1, G.dtype, out=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten._log_softmax_backward_data.out(
+            G, Yv, -1, G.dtype, out=GI)),
     "sigmoid": _torch_unary(
         lambda t, F, X: t.sigmoid(X), lambda t, F, X, Y: t.sigmoid(X, out=Y)),
     "tanh": _torch_unary(lambda t, F, X: t.tanh(X), lambda t, F, X, Y: t.tanh(X, out=Y)),
@@ -317,21 +319,21 @@ TORCH_BUILDERS = {
         lambda t, F, X, Y: t._C._nn.softplus(X, 1.0, 20.0, out=Y)),
     "sigmoid_backward": _torch_unary(
         lambda t, F, G, Yv: t.ops.aten.sigmoid_backward(G, Yv),
-        lambda t, F, G, Yv, O: t.ops.aten.sigmoid_backward.grad_input(G, Yv, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten.sigmoid_backward.grad_input(G, Yv, grad_input=GI)),
     "tanh_backward": _torch_unary(
         lambda t, F, G, Yv: t.ops.aten.tanh_backward(G, Yv),
-        lambda t, F, G, Yv, O: t.ops.aten.tanh_backward.grad_input(G, Yv, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten.tanh_backward.grad_input(G, Yv, grad_input=GI)),
     "relu_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.threshold_backward(G, X, 0),
-        lambda t, F, G, X, O: t.ops.aten.threshold_backward.grad_input(G, X, 0, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.threshold_backward.grad_input(G, X, 0, grad_input=GI)),
     "leaky_relu_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.leaky_relu_backward(G, X, 0.01, False),
-        lambda t, F, G, X, O: t.ops.aten.leaky_relu_backward.grad_input(
-            G, X, 0.01, False, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.leaky_relu_backward.grad_input(
+            G, X, 0.01, False, grad_input=GI)),
     "softplus_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.softplus_backward(G, X, 1.0, 20.0),
-        lambda t, F, G, X, O: t.ops.aten.softplus_backward.grad_input(
-            G, X, 1.0, 20.0, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.softplus_backward.grad_input(
+            G, X, 1.0, 20.0, grad_input=GI)),
 }
 
 
@@ -742,7 +744,7 @@ def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progre
         for t in threads_list:
             fastloss.set_num_threads(t)
             if stream_copy is not None:
-                fn, threaded = (lambda: stream_copy(dst, src, t)), True
+                fn, threaded = (lambda t=t: stream_copy(dst, src, t)), True
                 method = "fastloss._lib.kernels.stream_copy"
             else:
                 fn, threaded = (lambda: np.copyto(dst, src)), False
@@ -932,6 +934,7 @@ def run(settings=None, progress=None, **kwargs):
         bandwidth = {b["threads"]: b["gb_per_s"] for b in result["copy_bandwidth"]}
         for (shape, dtype), specs in groups:
             say(f"inputs {'x'.join(map(str, shape))} {dtype}")
+            t_group = time.perf_counter()
             pool = InputPool(shape, dtype)
             for spec in specs:
                 fl_fn = getattr(fastloss, spec.name)
@@ -947,15 +950,19 @@ def run(settings=None, progress=None, **kwargs):
                         row_no += 1
                         label = (f"[{row_no}/{n_rows}] {spec.name} {variant} "
                                  f"{'x'.join(map(str, shape))} {dtype} threads={threads}")
+                        t0 = time.perf_counter()
                         row = _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn,
                                        settings, bandwidth, label, say)
                         if row is not None:
+                            row["wall_seconds"] = time.perf_counter() - t0
                             result["results"].append(row)
                         else:
                             result["skipped"].append({
                                 "function": spec.name, "variant": variant,
                                 "shape": list(shape), "dtype": dtype, "threads": threads,
                                 "reason": "fastloss call failed (see progress output)"})
+            say(f"{'x'.join(map(str, shape))} {dtype} done in "
+                f"{time.perf_counter() - t_group:.1f} s")
             del pool
             gc.collect()
     except KeyboardInterrupt:
@@ -1084,11 +1091,10 @@ def format_table(result):
                                          r["shape"][-1], r["shape"], r["dtype"],
                                          r["threads"])):
         t = r["times_ms"]
-        stats = r.get("stats_ms", {})
 
-        def ms(name):
-            noisy = stats.get(name, {}).get("noisy")
-            return _fmt_ms(t.get(name)) + ("~" if noisy else "")
+        def ms(name, r=r):
+            noisy = r.get("stats_ms", {}).get(name, {}).get("noisy")
+            return _fmt_ms(r["times_ms"].get(name)) + ("~" if noisy else "")
 
         cells = [r["function"], r["variant"], "x".join(map(str, r["shape"])), r["dtype"],
                  str(r["threads"]), ms("fastloss"), ms("fallback"),
