@@ -940,7 +940,7 @@ def run(settings=None, progress=None, **kwargs):
                 fl_fn = getattr(fastloss, spec.name)
                 fb_fn = getattr(fallback, spec.name, None) if fallback else None
                 for variant in spec.variants:
-                    if variant == "out=" and _accepts(fl_fn, "out") is False:
+                    if variant != "fresh" and _accepts(fl_fn, "out") is False:
                         row_no += len(settings.threads)
                         result["skipped"].append({
                             "function": spec.name, "variant": variant,
@@ -953,14 +953,14 @@ def run(settings=None, progress=None, **kwargs):
                         t0 = time.perf_counter()
                         row = _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn,
                                        settings, bandwidth, label, say)
-                        if row is not None:
+                        if isinstance(row, dict):
                             row["wall_seconds"] = time.perf_counter() - t0
                             result["results"].append(row)
                         else:
                             result["skipped"].append({
                                 "function": spec.name, "variant": variant,
                                 "shape": list(shape), "dtype": dtype, "threads": threads,
-                                "reason": "fastloss call failed (see progress output)"})
+                                "reason": f"fastloss call failed: {row}"})
             say(f"{'x'.join(map(str, shape))} {dtype} done in "
                 f"{time.perf_counter() - t_group:.1f} s")
             del pool
@@ -976,6 +976,7 @@ def run(settings=None, progress=None, **kwargs):
 
 
 def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidth, label, say):
+    """One row: the result dict, or the error's text when the fastloss call fails."""
     import fastloss
 
     fastloss.set_num_threads(threads)
@@ -990,7 +991,7 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
                 contenders, settings.repeats, settings.min_sample, settings.budget, notes)
     except Exception as exc:  # noqa: BLE001 - the row is skipped, the run goes on
         say(f"{label}: fastloss failed: {type(exc).__name__}: {exc}")
-        return None
+        return f"{type(exc).__name__}: {exc}"
     finally:
         contenders = None  # free in-place copies and out= buffers now
     n, c = _rows(pool.shape)
@@ -1038,7 +1039,7 @@ def _fmt_ms(ms):
         return f"{ms:.1f}"
     if ms >= 1:
         return f"{ms:.2f}"
-    return f"{ms:.4f}"
+    return f"{ms:.3g}"
 
 
 def _fmt_x(x):
@@ -1129,6 +1130,8 @@ def format_table(result):
         lines.append(f"  note: {fn}: {n}")
     for s in skipped:
         where = f" {s['variant']}" if "variant" in s else ""
+        if "shape" in s:
+            where += f" {'x'.join(map(str, s['shape']))} {s['dtype']} threads={s['threads']}"
         lines.append(f"  skipped: {s['function']}{where}: {s['reason']}")
     return "\n".join(lines)
 
