@@ -399,6 +399,19 @@ def test_cross_entropy_zero_rows(kind):
     assert np.isnan(loss) and grad.shape == (0, 5)
 
 
+def test_empty_class_axis():
+    """C = 0 is possible when every row is ignored (index) or with soft targets."""
+    x = np.zeros((2, 0))
+    ignored = np.array([-100, -100])
+    assert fb.cross_entropy(x, ignored, reduction="none").tolist() == [0.0, 0.0]
+    loss, grad = fb.cross_entropy_with_grad(x, ignored, label_smoothing=0.1)
+    assert np.isnan(loss) and grad.shape == (2, 0)
+    assert fb.nll_loss(x, ignored, reduction="sum") == 0.0
+    assert fb.cross_entropy(x, np.zeros((2, 0)), reduction="sum") == 0.0
+    with pytest.raises(IndexError, match="0 at position 0"):
+        fb.cross_entropy(x, np.array([0, -100]))
+
+
 def test_other_functions_zero_rows():
     x = np.zeros((0, 5))
     labels = np.zeros(0, dtype=np.int64)
