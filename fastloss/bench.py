@@ -85,6 +85,9 @@ ROW_BUDGET_SECONDS = 8.0
 QUICK_ROW_BUDGET_SECONDS = 0.4
 MIN_REPEATS = 3
 MAX_CALLS_PER_SAMPLE = 10_000
+# A warm-up call this many times longer than MIN_SAMPLE_SECONDS settles the sample size
+# (one call) by itself: no second calibration call for the large shapes.
+SLOW_CALL_SAMPLES = 20
 # A time whose samples' interquartile range exceeds this fraction of their median is
 # marked noisy ("~" in the table): on 2 shared cores another process can take a core
 # from an OpenMP team for a whole scheduler time slice.
@@ -647,7 +650,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
 
     Each contender gets one warm-up call (JIT compilation, first-touch of out buffers),
     then one timed call that sets how many calls make a sample (at least ``min_sample``
-    seconds).  Then ``repeats`` rounds of A, B, C, ...: every contender sees the same
+    seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of A, B, C, ...: every contender sees the same
     noise.  A contender whose warm-up raises is dropped (noted), unless it is the first
     (fastloss), whose error propagates.  ``stats[name]`` has the per-call median, quartiles,
     minimum and every sample, in seconds.
@@ -656,8 +659,9 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
     kept, numbers, per_round = [], [], 0.0
     for i, c in enumerate(contenders):
         try:
-            c.fn()
-            t = _time_calls(c.fn, 1)
+            t = _time_calls(c.fn, 1)  # warm-up
+            if t < SLOW_CALL_SAMPLES * min_sample:  # else one call per sample anyway
+                t = _time_calls(c.fn, 1)
         except Exception as exc:  # noqa: BLE001
             if i == 0:
                 raise
