@@ -160,7 +160,7 @@ def test_nll_loss_formula_and_gradient(weighted, reduction):
     # nll of log-softmax is cross-entropy of the logits
     np.testing.assert_allclose(fb.nll_loss(logp, target, **opts),
                                ref_cross_entropy(x, target, **opts), rtol=1e-12)
-    loss, grad = fb.nll_loss_with_grad(logp, target, **opts)
+    _, grad = fb.nll_loss_with_grad(logp, target, **opts)
     check_fd(lambda z: fb.nll_loss(z, target, **opts), grad, logp)
 
 
@@ -279,10 +279,10 @@ def test_activations_formula_and_gradient(name, kwargs, formula):
 @pytest.mark.parametrize("axis", [0, -1])
 def test_softmax_backwards_are_vjps(axis):
     x, g = X[:, :4], T[:, :4]
-    for name in ["softmax", "log_softmax"]:
-        y = getattr(fb, name)(x, axis)
-        grad = getattr(fb, name + "_backward")(g, y, axis)
-        check_fd(lambda z: getattr(fb, name)(z, axis), grad, x, grad_output=g)
+    for forward, backward in [(fb.softmax, fb.softmax_backward),
+                              (fb.log_softmax, fb.log_softmax_backward)]:
+        grad = backward(g, forward(x, axis), axis)
+        check_fd(lambda z, f=forward: f(z, axis), grad, x, grad_output=g)
 
 
 # --------------------------------------------------------------------- the contract table
