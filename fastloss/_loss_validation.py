@@ -1,0 +1,249 @@
+"""Argument checks for the loss functions, shared by the compiled wrapper and the fallback.
+
+Like ``fastloss._validation`` this module holds no math: it checks what callers pass
+(targets, class and sample weights, scalar options, shapes) and raises the error the
+contract asks for -- ``TypeError`` for a wrong kind of argument, ``ValueError`` for a
+wrong shape or value, ``IndexError`` for a class label outside ``[0, C)`` -- always
+naming the argument.  Every check runs before anything is computed or written, so a
+rejected call leaves ``out`` untouched.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+from fastloss._validation import as_float_array, normalize_axis
+
+__all__ = [
+    "check_class_axis",
+    "check_class_target",
+    "check_index_target",
+    "check_index_values",
+    "check_class_weight",
+    "check_sample_weight",
+    "check_ignore_index",
+    "check_label_smoothing",
+    "check_real",
+    "check_grad_output",
+    "check_probabilities",
+    "check_same_shape",
+    "check_broadcastable",
+    "common_float_dtype",
+]
+
+
+def check_class_axis(axis, ndim, name="axis"):
+    """Return the single class axis as a non-negative int.
+
+    Loss functions and the backward passes take one class axis: ``None`` and tuples
+    (accepted by ``softmax``, ``log_softmax`` and ``logsumexp``) raise ``TypeError``.
+    """
+    if axis is None or isinstance(axis, tuple):
+        raise TypeError(f"{name} must be a single int here; got {axis!r}")
+    if ndim == 0:
+        raise ValueError(f"the input must have at least one dimension for {name}={axis!r}; got a 0-d array")
+    (ax,) = normalize_axis(axis, ndim, name)
+    return ax
+
+
+def _position(flat_index, shape):
+    """The position of a flat index: an int for 1-D arrays, an index tuple otherwise."""
+    pos = tuple(int(i) for i in np.unravel_index(flat_index, shape))
+    return pos[0] if len(pos) == 1 else pos
+
+
+def check_index_values(target, n_classes, ignore_index=None, name="target"):
+    """Raise ``IndexError`` unless every label is in ``[0, n_classes)`` or ``ignore_index``.
+
+    The message names the first offending value and its position (an int for 1-D
+    targets, an index tuple otherwise).  The comparison runs on the caller's integer
+    dtype, so huge unsigned labels are reported as they are, not wrapped around.
+    """
+    bad = (target < 0) | (target >= n_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    if bad.any():
+        flat = int(np.flatnonzero(bad.ravel())[0])
+        value = target.ravel()[flat]
+        allowed = f"[0, {n_classes})"
+        if ignore_index is not None:
+            allowed += f" or equal ignore_index={ignore_index}"
+        raise IndexError(
+            f"{name} value {value} at position {_position(flat, target.shape)} is out of "
+            f"range: class indices must be in {allowed}"
+        )
+
+
+def check_index_target(target, row_shape, n_classes, ignore_index=None, name="target"):
+    """Check integer class labels: dtype, shape ``row_shape`` and values.
+
+    Returns the labels as an ``intp`` array (no copy when they already are).
+    """
+    arr = np.asarray(target)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array of class indices; got dtype {arr.dtype}")
+    if arr.shape != tuple(row_shape):
+        raise ValueError(
+            f"{name} has shape {arr.shape}; class indices must have shape {tuple(row_shape)} "
+            "(the input's shape without the class axis)"
+        )
+    check_index_values(arr, n_classes, ignore_index, name)
+    return arr.astype(np.intp, copy=False)
+
+
+def check_class_target(target, logits_shape, axis, ignore_index=None, name="target"):
+    """Tell class-index targets from class-probability targets and check them.
+
+    Integer targets are class indices of ``logits_shape`` without ``axis``; their values
+    are checked as in ``check_index_values``.  Floating targets are class
+    probabilities of ``logits_shape`` itself.  Returns ``(kind, array)`` with ``kind``
+    ``"index"`` (an ``intp`` array) or ``"probs"`` (a float array, in the dtype
+    ``as_float_array`` gives it).
+    """
+    arr = np.asarray(target)
+    logits_shape = tuple(logits_shape)
+    row_shape = logits_shape[:axis] + logits_shape[axis + 1:]
+    kind = arr.dtype.kind
+    if kind in "iu":
+        return "index", check_index_target(arr, row_shape, logits_shape[axis], ignore_index, name)
+    if kind == "b":
+        raise TypeError(
+            f"{name} must be integer class indices or floating class probabilities; got dtype bool"
+        )
+    probs, _ = as_float_array(arr, name)  # TypeError for complex, object, ...
+    if probs.shape != logits_shape:
+        hint = ""
+        if probs.shape == row_shape:
+            hint = "; for class indices pass an integer array"
+        raise ValueError(
+            f"{name} has a floating dtype, so it holds class probabilities and must have "
+            f"the logits' shape {logits_shape}; got shape {probs.shape}{hint}"
+        )
+    return "probs", probs
+
+
+def check_class_weight(weight, n_classes, name="weight"):
+    """A per-class weight: ``None`` or a 1-D array of length ``n_classes``, as float64."""
+    if weight is None:
+        return None
+    arr, _ = as_float_array(weight, name)
+    if arr.shape != (n_classes,):
+        raise ValueError(f"{name} must have shape ({n_classes},) (one value per class); got shape {arr.shape}")
+    return arr.astype(np.float64, copy=False)
+
+
+def check_sample_weight(sample_weight, row_shape, name="sample_weight"):
+    """A per-row weight: ``None`` or an array of exactly ``row_shape``, as float64."""
+    if sample_weight is None:
+        return None
+    arr, _ = as_float_array(sample_weight, name)
+    if arr.shape != tuple(row_shape):
+        raise ValueError(
+            f"{name} must have shape {tuple(row_shape)} (one value per row, the target's "
+            f"shape); got shape {arr.shape}"
+        )
+    return arr.astype(np.float64, copy=False)
+
+
+def check_ignore_index(ignore_index, name="ignore_index"):
+    """``ignore_index`` as a Python int (``TypeError`` for anything else, bool included)."""
+    if isinstance(ignore_index, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int; got {ignore_index!r}")
+    try:
+        return operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"{name} must be an int; got {ignore_index!r}") from None
+
+
+def check_real(value, name, *, low=None, high=None, low_open=False):
+    """A real scalar option as a float, optionally within ``[low, high]`` (``(low, high]``).
+
+    Non-real values (strings, complex, arrays, bool) raise ``TypeError``; NaN and values
+    outside the range raise ``ValueError``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    if np.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    if low is not None and (value <= low if low_open else value < low):
+        bracket = "(" if low_open else "["
+        upper = "inf)" if high is None else f"{high}]"
+        raise ValueError(f"{name} must be in {bracket}{low}, {upper}; got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be in [{low}, {high}]; got {value}")
+    return value
+
+
+def check_label_smoothing(label_smoothing, name="label_smoothing"):
+    """``label_smoothing`` as a float in ``[0, 1]``."""
+    return check_real(label_smoothing, name, low=0.0, high=1.0)
+
+
+def check_grad_output(grad_output, reduction, row_shape, name="grad_output"):
+    """The upstream gradient of a loss, as float64.
+
+    A scalar for ``"mean"``/``"sum"`` (and ``"batchmean"``); for ``"none"`` an array
+    broadcastable to ``row_shape`` (the shape of the unreduced loss), returned
+    broadcast to it.
+    """
+    arr, _ = as_float_array(grad_output, name)
+    arr = arr.astype(np.float64, copy=False)
+    if reduction == "none":
+        try:
+            return np.broadcast_to(arr, tuple(row_shape))
+        except ValueError:
+            raise ValueError(
+                f"{name} has shape {arr.shape}; with reduction='none' it must have the "
+                f"loss's shape {tuple(row_shape)}"
+            ) from None
+    if arr.ndim != 0:
+        raise ValueError(
+            f"{name} must be a scalar with reduction={reduction!r}; got shape {arr.shape}"
+        )
+    return arr
+
+
+def check_probabilities(arr, name):
+    """Raise ``ValueError`` unless every entry is in ``[0, 1]`` (NaN is let through).
+
+    The message names the first offending value and its position.
+    """
+    bad = (arr < 0) | (arr > 1)
+    if bad.any():
+        flat = int(np.flatnonzero(bad.ravel())[0])
+        raise ValueError(
+            f"{name} must hold probabilities in [0, 1]; got {arr.ravel()[flat]} at "
+            f"position {_position(flat, arr.shape)}"
+        )
+
+
+def check_same_shape(a, b, name_a, name_b):
+    """Raise ``ValueError`` unless two arrays have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} has shape {a.shape} but {name_b} has shape {b.shape}; they must match")
+
+
+def check_broadcastable(arr, shape, name, to_name="input"):
+    """Raise ``ValueError`` unless ``arr`` broadcasts to ``shape`` without changing it."""
+    try:
+        ok = np.broadcast_shapes(arr.shape, tuple(shape)) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} has shape {arr.shape}, which does not broadcast to {to_name}'s shape {tuple(shape)}"
+        )
+
+
+def common_float_dtype(*result_dtypes):
+    """The dtypes of a function of several float arrays: ``(compute_dtype, result_dtype)``.
+
+    The result dtype is the promotion of the arguments' result dtypes (as given by
+    ``as_float_array``); float16 results are computed in float32.
+    """
+    result = np.result_type(*result_dtypes)
+    compute = np.dtype(np.float32) if result == np.float16 else result
+    return compute, result

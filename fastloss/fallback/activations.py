@@ -1,0 +1,309 @@
+"""Elementwise activations and their backward passes in plain NumPy.
+
+Semantics follow PyTorch: ``sigmoid_backward`` and ``tanh_backward`` take the forward
+output ``y``; ``relu_backward``, ``leaky_relu_backward`` and ``softplus_backward`` take
+the forward input ``x``.  Sigmoid and softplus are written so that no ``exp`` ever sees
+a positive argument: they stay finite and accurate for any ``|x|``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastloss._loss_validation import check_real, check_same_shape, common_float_dtype
+from fastloss._validation import as_float_array, check_out, finish_float
+
+__all__ = [
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "relu",
+    "relu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "softplus",
+    "softplus_backward",
+]
+
+
+# -- stable building blocks (also used by the losses) -------------------------------
+
+def stable_sigmoid(x):
+    """``1 / (1 + exp(-x))`` without overflow: ``exp`` only ever sees ``-|x|``."""
+    with np.errstate(all="ignore"):
+        e = np.exp(-np.abs(x))                     # in (0, 1]
+        # x >= 0: 1 / (1 + e^-x);  x < 0: e^x / (1 + e^x), the same value rewritten.
+        return np.where(x >= 0, 1, e) / (1 + e)
+
+
+def stable_softplus(x):
+    """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``."""
+    with np.errstate(all="ignore"):
+        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+# -- helpers -------------------------------------------------------------------------
+
+def _unary(x, out, name="x"):
+    arr, res_dtype = as_float_array(x, name)
+    if out is not None:
+        check_out(out, arr.shape, res_dtype)
+    return arr, res_dtype
+
+
+def _binary(grad, other, other_name, out):
+    g, g_dtype = as_float_array(grad, "grad")
+    o, o_dtype = as_float_array(other, other_name)
+    check_same_shape(g, o, "grad", other_name)
+    # The computation runs in NumPy's promotion of the two (float16 arrays were already
+    # made float32 by as_float_array); the result has the promoted result dtype.
+    _, res_dtype = common_float_dtype(g_dtype, o_dtype)
+    if out is not None:
+        check_out(out, g.shape, res_dtype)
+    return g, o, res_dtype
+
+
+# -- sigmoid ---------------------------------------------------------------------------
+
+def sigmoid(x, *, out=None):
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, stable for any ``|x|``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input data.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray
+        The result in the dtype of ``x``.
+    """
+    arr, res_dtype = _unary(x, out)
+    return finish_float(stable_sigmoid(arr), res_dtype, out)
+
+
+def sigmoid_backward(grad, y, *, out=None):
+    """Gradient of sigmoid given its output ``y``: ``grad * y * (1 - y)``.
+
+    Parameters
+    ----------
+    grad : array_like
+        Gradient with respect to the sigmoid's output.
+    y : array_like
+        The sigmoid's output, same shape as ``grad``.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``grad`` or ``y``.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the sigmoid's input.
+    """
+    g, yy, res_dtype = _binary(grad, y, "y", out)
+    with np.errstate(all="ignore"):
+        return finish_float(g * (yy * (1 - yy)), res_dtype, out)
+
+
+# -- tanh ------------------------------------------------------------------------------
+
+def tanh(x, *, out=None):
+    """Hyperbolic tangent.
+
+    Parameters
+    ----------
+    x : array_like
+        Input data.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray
+        The result in the dtype of ``x``.
+    """
+    arr, res_dtype = _unary(x, out)
+    return finish_float(np.tanh(arr), res_dtype, out)
+
+
+def tanh_backward(grad, y, *, out=None):
+    """Gradient of tanh given its output ``y``: ``grad * (1 - y**2)``.
+
+    Parameters
+    ----------
+    grad : array_like
+        Gradient with respect to tanh's output.
+    y : array_like
+        The output of tanh, same shape as ``grad``.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``grad`` or ``y``.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to tanh's input.
+    """
+    g, yy, res_dtype = _binary(grad, y, "y", out)
+    with np.errstate(all="ignore"):
+        return finish_float(g * (1 - yy * yy), res_dtype, out)
+
+
+# -- relu and leaky relu ---------------------------------------------------------------
+
+def relu(x, *, out=None):
+    """Rectified linear unit ``max(x, 0)`` (NaN stays NaN).
+
+    Parameters
+    ----------
+    x : array_like
+        Input data.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray
+        The result in the dtype of ``x``.
+    """
+    arr, res_dtype = _unary(x, out)
+    return finish_float(np.maximum(arr, 0), res_dtype, out)
+
+
+def relu_backward(grad, x, *, out=None):
+    """Gradient of relu given its input ``x``: ``grad`` where ``x > 0``, else 0.
+
+    As in PyTorch, the gradient is 0 at ``x == 0`` and passes through where ``x`` is
+    NaN (``x <= 0`` is false there).
+
+    Parameters
+    ----------
+    grad : array_like
+        Gradient with respect to relu's output.
+    x : array_like
+        The input of relu, same shape as ``grad``.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``grad`` or ``x``.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to relu's input.
+    """
+    g, xx, res_dtype = _binary(grad, x, "x", out)
+    return finish_float(np.where(xx <= 0, 0, g), res_dtype, out)
+
+
+def leaky_relu(x, negative_slope=0.01, *, out=None):
+    """Leaky relu: ``x`` where ``x > 0``, else ``negative_slope * x``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input data.
+    negative_slope : float, optional
+        Slope for negative inputs. Default 0.01.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray
+        The result in the dtype of ``x``.
+    """
+    slope = check_real(negative_slope, "negative_slope")
+    arr, res_dtype = _unary(x, out)
+    with np.errstate(all="ignore"):
+        return finish_float(np.where(arr > 0, arr, arr * slope), res_dtype, out)
+
+
+def leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None):
+    """Gradient of leaky relu given its input ``x``.
+
+    Parameters
+    ----------
+    grad : array_like
+        Gradient with respect to leaky relu's output.
+    x : array_like
+        The input of leaky relu, same shape as ``grad``.
+    negative_slope : float, optional
+        Slope for negative inputs. Default 0.01.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``grad`` or ``x``.
+
+    Returns
+    -------
+    ndarray
+        ``grad`` where ``x > 0``, else ``negative_slope * grad``.
+    """
+    slope = check_real(negative_slope, "negative_slope")
+    g, xx, res_dtype = _binary(grad, x, "x", out)
+    with np.errstate(all="ignore"):
+        return finish_float(np.where(xx > 0, g, g * slope), res_dtype, out)
+
+
+# -- softplus --------------------------------------------------------------------------
+
+def _softplus_options(beta, threshold):
+    beta = check_real(beta, "beta")
+    if beta == 0:
+        raise ValueError("beta must be nonzero (softplus divides by it)")
+    return beta, check_real(threshold, "threshold")
+
+
+def softplus(x, beta=1.0, threshold=20.0, *, out=None):
+    """Softplus ``log(1 + exp(beta * x)) / beta``; linear where ``beta * x > threshold``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input data.
+    beta : float, optional
+        Sharpness (nonzero). Default 1.
+    threshold : float, optional
+        Above this value of ``beta * x`` the result is ``x`` itself, as in PyTorch.
+        Default 20.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray
+        The result in the dtype of ``x``.
+    """
+    beta, threshold = _softplus_options(beta, threshold)
+    arr, res_dtype = _unary(x, out)
+    with np.errstate(all="ignore"):
+        bx = arr * beta
+        result = np.where(bx > threshold, arr, stable_softplus(bx) / beta)
+    return finish_float(result, res_dtype, out)
+
+
+def softplus_backward(grad, x, beta=1.0, threshold=20.0, *, out=None):
+    """Gradient of softplus given its input ``x``: ``grad * sigmoid(beta * x)``.
+
+    Parameters
+    ----------
+    grad : array_like
+        Gradient with respect to softplus's output.
+    x : array_like
+        The input of softplus, same shape as ``grad``.
+    beta : float, optional
+        Sharpness (nonzero). Default 1.
+    threshold : float, optional
+        Above this value of ``beta * x`` the gradient passes through unchanged.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``grad`` or ``x``.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to softplus's input.
+    """
+    beta, threshold = _softplus_options(beta, threshold)
+    g, xx, res_dtype = _binary(grad, x, "x", out)
+    with np.errstate(all="ignore"):
+        bx = xx * beta
+        # d/dx log(1 + exp(beta x)) / beta = sigmoid(beta x).
+        result = np.where(bx > threshold, g, g * stable_sigmoid(bx))
+    return finish_float(result, res_dtype, out)

@@ -1,0 +1,384 @@
+"""Cross-entropy and negative log-likelihood in plain NumPy (reference and fallback).
+
+Notation, per row i (a position of the target) with the classes c along ``axis``:
+
+    d_ic     = x_ic - max_c x_ic          shifted logits, <= 0: exp never overflows
+    log s_i  = log sum_c exp(d_ic)        >= 0, accumulated in float64
+    log p_ic = d_ic - log s_i             log-softmax
+    p_ic     = exp(d_ic) / s_i            softmax
+
+Class-index targets y_i, class weights w (all 1 by default, W = sum_c w_c), label
+smoothing eps over C classes -- PyTorch's definition:
+
+    l_i        = (1 - eps) w_{y_i} (-log p_{i y_i}) + eps / C * sum_c w_c (-log p_ic)
+    dl_i/dx_ij = p_ij ((1 - eps) w_{y_i} + eps / C * W) - (1 - eps) w_{y_i} [j = y_i]
+                 - eps / C * w_j
+
+``"mean"`` divides sum_i s_i l_i by sum_i s_i w_{y_i} (s: sample weights, 1 by default)
+over the rows whose target is not ``ignore_index``.
+
+Class-probability targets q (smoothed to (1 - eps) q + eps / C):
+
+    l_i        = -sum_c w_c q_ic log p_ic           with 0 log 0 = 0
+    dl_i/dx_ij = p_ij sum_c w_c q_ic - w_j q_ij
+
+``"mean"`` divides sum_i s_i l_i by sum_i s_i (the number of rows by default).
+
+All arrays keep the layout of the logits: the class axis stays where it is and row
+quantities keep it as an axis of length 1, so they broadcast against the logits and
+``out`` can have any strides.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from fastloss._loss_validation import (
+    check_class_axis,
+    check_class_target,
+    check_class_weight,
+    check_grad_output,
+    check_ignore_index,
+    check_index_target,
+    check_label_smoothing,
+    check_sample_weight,
+)
+from fastloss._validation import as_float_array, check_out, check_reduction, finish_float
+from fastloss.fallback.softmax import _work_buffer
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_backward",
+    "cross_entropy_with_grad",
+    "nll_loss",
+    "nll_loss_with_grad",
+]
+
+
+class _Problem(NamedTuple):
+    """Validated arguments of one cross-entropy call."""
+
+    x: np.ndarray               # logits in the computation dtype
+    dtype: np.dtype             # result dtype
+    axis: int                   # the class axis, non-negative
+    kind: str                   # "index" or "probs"
+    target: np.ndarray          # intp labels (row shape) or probabilities (x's shape)
+    weight: np.ndarray | None   # float64, shape (C,)
+    sample_weight: np.ndarray | None  # float64, row shape
+    ignore_index: int
+    reduction: str
+    eps: float                  # label smoothing
+
+    @property
+    def row_shape(self):
+        return self.x.shape[: self.axis] + self.x.shape[self.axis + 1:]
+
+    def along_classes(self, v):
+        """Reshape a length-C vector so that it broadcasts along the class axis."""
+        return v.reshape((-1,) + (1,) * (self.x.ndim - 1 - self.axis))
+
+    def keep(self, rows):
+        """Give a row-shaped array the class axis back, with length 1."""
+        return np.expand_dims(rows, self.axis)
+
+
+def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction, label_smoothing):
+    x, dtype = as_float_array(logits, "logits")
+    ax = check_class_axis(axis, x.ndim)
+    reduction = check_reduction(reduction)
+    eps = check_label_smoothing(label_smoothing)
+    ignore_index = check_ignore_index(ignore_index)
+    kind, t = check_class_target(target, x.shape, ax, ignore_index)
+    w = check_class_weight(weight, x.shape[ax])
+    sw = check_sample_weight(sample_weight, x.shape[:ax] + x.shape[ax + 1:])
+    return _Problem(x, dtype, ax, kind, t, w, sw, ignore_index, reduction, eps)
+
+
+def _gather(a, y, axis):
+    """The entries of ``a`` at the class indices ``y`` along ``axis``.
+
+    An empty class axis is allowed when every row is ignored: ``y`` then holds only
+    the placeholder 0 and the (unused) result is zeros.
+    """
+    if a.shape[axis] == 0:
+        return np.zeros(y.shape)
+    return np.take_along_axis(a, y, axis=axis)
+
+
+def _scatter(a, y, values, axis):
+    """Write ``values`` into ``a`` at the class indices ``y`` (see ``_gather``)."""
+    if a.shape[axis]:
+        np.put_along_axis(a, y, values, axis=axis)
+
+
+def _reduce(rows, row_weight, reduction, dtype, axis):
+    """Reduce per-row losses (float64, class axis kept) to the requested result."""
+    if reduction == "none":
+        return finish_float(np.squeeze(rows, axis=axis), dtype)
+    total = np.sum(rows, dtype=np.float64)
+    if reduction == "mean":
+        total = total / np.sum(row_weight, dtype=np.float64)  # 0 / 0 = NaN: nothing to average
+    return finish_float(np.asarray(total), dtype)
+
+
+def _grad_scale(pb, grad_output, denominator):
+    """d reduced loss / d l_i, per row (class axis kept), before sample weights."""
+    if pb.reduction == "none":
+        return pb.keep(grad_output)
+    if pb.reduction == "mean":
+        return grad_output / denominator
+    return grad_output
+
+
+def _cross_entropy(pb, grad_output=None, out=None):
+    """The loss and, if ``grad_output`` is given, the gradient ``grad_output * dloss/dx``.
+
+    ``out`` must have been checked already.  Returns ``(loss, grad or None)``.
+    """
+    x, ax = pb.x, pb.axis
+    n_classes = x.shape[ax]
+    eps_c = pb.eps / n_classes if n_classes else 0.0
+    want_grad = grad_output is not None
+    # The shifted logits go straight into the gradient's buffer (which may be the
+    # logits themselves): the logits are not read again.
+    work = _work_buffer(out, x.dtype, x.shape) if want_grad else np.empty(x.shape, x.dtype)
+    sw = 1.0 if pb.sample_weight is None else pb.keep(pb.sample_weight)
+    with np.errstate(all="ignore"):
+        np.subtract(x, np.max(x, axis=ax, keepdims=True, initial=-np.inf), out=work)
+        d = work
+        s = np.sum(np.exp(d), axis=ax, keepdims=True, dtype=np.float64)
+        log_s = np.log(s)
+
+        if pb.kind == "index":
+            active = pb.keep(pb.target != pb.ignore_index)
+            y = np.where(active, pb.keep(pb.target), 0)       # ignored rows read class 0
+            w_y = np.ones(y.shape) if pb.weight is None else pb.weight[y]
+            w_y = np.where(active, w_y, 0.0)                   # ignored rows weigh 0
+            d_y = _gather(d, y, ax).astype(np.float64)
+            rows = (1 - pb.eps) * w_y * (log_s - d_y)          # (1 - eps) w_y (-log p_y)
+            total_w = n_classes if pb.weight is None else pb.weight.sum()
+            if pb.eps:
+                # sum_c w_c (-log p_c) = W log s - sum_c w_c d_c.  A class of weight 0
+                # adds nothing, even where its logit is -inf (0 * inf would be NaN).
+                if pb.weight is None:
+                    wd = d
+                else:
+                    wb = pb.along_classes(pb.weight)
+                    wd = np.where(wb == 0, 0.0, d * wb)
+                smooth = total_w * log_s - np.sum(wd, axis=ax, keepdims=True, dtype=np.float64)
+                rows = rows + eps_c * smooth
+            rows = np.where(active, rows, 0.0)  # 0 even where an ignored row holds NaN
+            row_weight = w_y * sw
+        else:
+            q = pb.target
+            if pb.eps:
+                q = q * (1 - pb.eps) + eps_c
+            wq = q if pb.weight is None else q * pb.along_classes(pb.weight)
+            # Convention 0 log 0 = 0: a class of target mass 0 adds nothing, even when
+            # its logit is -inf (a masked class).
+            terms = np.where(wq == 0, 0.0, wq * (d - log_s))
+            rows = -np.sum(terms, axis=ax, keepdims=True, dtype=np.float64)
+            row_weight = np.broadcast_to(sw, rows.shape)
+
+        loss = _reduce(rows * sw, row_weight, pb.reduction, pb.dtype, ax)
+        if not want_grad:
+            return loss, None
+
+        # coef_i = d (reduced, scaled loss) / d l_i, times the sample weight.
+        denominator = np.sum(row_weight, dtype=np.float64) if pb.reduction == "mean" else None
+        coef = _grad_scale(pb, grad_output, denominator) * sw
+        p = np.exp(work, out=work)
+        np.divide(p, s, out=p, casting="same_kind")
+        if pb.kind == "index":
+            a = coef * ((1 - pb.eps) * w_y + eps_c * total_w)  # factor of p_ij
+            b = coef * (1 - pb.eps) * w_y                       # taken off at j = y_i
+            np.multiply(p, a, out=p, casting="same_kind")
+            # The target entry p_y a - b is recomputed in float64 from d_y: p_y is close
+            # to 1 for a well-classified row and the difference would lose digits.
+            p_y = np.exp(d_y) / s
+            _scatter(p, y, (p_y * a - b).astype(p.dtype), ax)
+            if pb.eps:
+                wb = 1.0 if pb.weight is None else pb.along_classes(pb.weight)
+                np.subtract(p, coef * eps_c * wb, out=p, casting="same_kind")
+            np.copyto(p, 0, where=~active)  # ignored rows: zero gradient, NaN or not
+        else:
+            total_wq = np.sum(wq, axis=ax, keepdims=True, dtype=np.float64)
+            np.multiply(p, coef * total_wq, out=p, casting="same_kind")
+            np.subtract(p, coef * wq, out=p, casting="same_kind")
+    return loss, finish_float(p, pb.dtype, out)
+
+
+_OPTIONS_DOC = """
+    axis : int, optional
+        The class axis. Default -1.
+    weight : array_like, optional
+        Per-class weight, length C.
+    sample_weight : array_like, optional
+        Per-row weight, of the shape of the loss with ``reduction="none"``. It
+        multiplies each row's loss and, for ``"mean"``, its share of the denominator.
+    ignore_index : int, optional
+        Class-index target value that contributes no loss and no gradient and is left
+        out of the ``"mean"`` denominator. Default -100.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` divides the weighted sum by the summed weights of the non-ignored
+        rows (class weight of the target times sample weight; NaN when they sum to 0).
+    label_smoothing : float, optional
+        In [0, 1]: the target mixes ``1 - label_smoothing`` of itself with a uniform
+        distribution (PyTorch semantics, including with ``weight``). Default 0."""
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                  ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                  label_smoothing)
+    return _cross_entropy(pb)[0]
+
+
+cross_entropy.__doc__ = f"""Cross-entropy between softmax(logits) and a target, as PyTorch's.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalized scores; ``-inf`` marks a masked class.
+    target : array_like
+        Integer class indices (the logits' shape without ``axis``) or floating class
+        probabilities (the logits' shape).{_OPTIONS_DOC}
+
+    Returns
+    -------
+    scalar or ndarray
+        A NumPy scalar of the logits' dtype for ``"mean"``/``"sum"``, an array of the
+        target's row shape for ``"none"``.
+    """
+
+
+def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
+                           sample_weight=None, ignore_index=-100, reduction="mean",
+                           label_smoothing=0.0, out=None):
+    pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                  label_smoothing)
+    g = check_grad_output(grad_output, pb.reduction, pb.row_shape)
+    if out is not None:
+        check_out(out, pb.x.shape, pb.dtype)
+    return _cross_entropy(pb, g, out)[1]
+
+
+cross_entropy_backward.__doc__ = f"""Gradient of ``cross_entropy`` with respect to the logits.
+
+    Parameters
+    ----------
+    logits, target
+        As for ``cross_entropy``.
+    grad_output : float or array_like, optional
+        The upstream gradient: a scalar for ``"mean"``/``"sum"``, an array of the loss's
+        shape for ``"none"``. Default 1.{_OPTIONS_DOC}
+    out : ndarray, optional
+        A location into which the result is stored; may be ``logits`` itself.
+
+    Returns
+    -------
+    ndarray
+        ``grad_output * d loss / d logits``, the logits' shape and dtype.
+    """
+
+
+def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                            out=None):
+    pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                  label_smoothing)
+    if out is not None:
+        check_out(out, pb.x.shape, pb.dtype)
+    # With "none" the gradient is that of the summed loss: grad_output 1 for every row.
+    g = np.ones(pb.row_shape) if pb.reduction == "none" else np.float64(1.0)
+    return _cross_entropy(pb, g, out)
+
+
+cross_entropy_with_grad.__doc__ = f"""Cross-entropy and its gradient from one pass.
+
+    Parameters
+    ----------
+    logits, target
+        As for ``cross_entropy``.{_OPTIONS_DOC}
+    out : ndarray, optional
+        A location into which the gradient is stored; ``out=logits`` writes it over the
+        logits.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``cross_entropy`` returns it.
+    grad : ndarray
+        d loss / d logits (of the summed loss when ``reduction="none"``).
+    """
+
+
+# -- nll_loss ---------------------------------------------------------------------------
+
+def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
+    x, dtype = as_float_array(log_probs, "log_probs")
+    ax = check_class_axis(axis, x.ndim)
+    reduction = check_reduction(reduction)
+    ignore_index = check_ignore_index(ignore_index)
+    n_classes = x.shape[ax]
+    t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], n_classes, ignore_index)
+    w = check_class_weight(weight, n_classes)
+    with np.errstate(all="ignore"):
+        active = np.expand_dims(t != ignore_index, ax)
+        y = np.where(active, np.expand_dims(t, ax), 0)  # ignored rows read class 0
+        w_y = np.ones(y.shape) if w is None else w[y]
+        w_y = np.where(active, w_y, 0.0)
+        x_y = _gather(x, y, ax).astype(np.float64)
+        # l_i = -w_{y_i} log p_{i y_i}; 0 for ignored rows whatever their input.
+        rows = np.where(active, -w_y * x_y, 0.0)
+        loss = _reduce(rows, w_y, reduction, dtype, ax)
+        if not want_grad:
+            return loss
+        # dl_i / dx_ij = -w_{y_i} [j = y_i]: one nonzero entry per row.
+        scale = np.sum(w_y, dtype=np.float64) if reduction == "mean" else 1.0
+        grad = np.zeros(x.shape, x.dtype)
+        _scatter(grad, y, np.where(active, -w_y / scale, 0.0).astype(x.dtype), ax)
+    return loss, finish_float(grad, dtype)
+
+
+def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of class indices, as PyTorch's ``nll_loss``.
+
+    Parameters
+    ----------
+    log_probs : array_like
+        Log-probabilities (e.g. from ``log_softmax``).
+    target : array_like of int
+        Class indices, the shape of ``log_probs`` without ``axis``.
+    axis : int, optional
+        The class axis. Default -1.
+    weight : array_like, optional
+        Per-class weight, length C.
+    ignore_index : int, optional
+        Target value that contributes no loss and is left out of the mean. Default -100.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` divides by the summed class weights of the non-ignored targets.
+
+    Returns
+    -------
+    scalar or ndarray
+        A NumPy scalar of the input's dtype, or the per-row losses for ``"none"``.
+    """
+    return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=False)
+
+
+def nll_loss_with_grad(log_probs, target, *, axis=-1, weight=None, ignore_index=-100,
+                       reduction="mean"):
+    """``nll_loss`` and its gradient with respect to ``log_probs``.
+
+    Parameters are those of ``nll_loss``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``nll_loss`` returns it.
+    grad : ndarray
+        d loss / d log_probs (of the summed loss when ``reduction="none"``).
+    """
+    return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=True)

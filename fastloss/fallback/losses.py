@@ -1,0 +1,506 @@
+"""Elementwise and margin losses in plain NumPy, with PyTorch's semantics.
+
+Each loss ``f(input, target, ...)`` has ``f_with_grad(...) -> (loss, d loss / d input)``.
+The elementwise losses work in two steps: compute the per-element losses and the
+gradient of their plain sum, then reduce (``"mean"`` divides by the number of
+elements, ``"batchmean"`` by ``input.shape[0]``) and scale the gradient to match.
+``target`` (and ``weight``, ``pos_weight``) must broadcast to ``input``'s shape; the
+result has ``input``'s shape and dtype.  Sums are accumulated in float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastloss._loss_validation import (
+    check_broadcastable,
+    check_class_axis,
+    check_class_weight,
+    check_index_target,
+    check_probabilities,
+    check_real,
+)
+from fastloss._validation import REDUCTIONS, as_float_array, check_reduction, finish_float
+from fastloss.fallback.activations import stable_sigmoid, stable_softplus
+
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_grad",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_with_grad",
+    "kl_div",
+    "kl_div_with_grad",
+    "mse_loss",
+    "mse_loss_with_grad",
+    "smooth_l1_loss",
+    "smooth_l1_loss_with_grad",
+    "huber_loss",
+    "huber_loss_with_grad",
+    "multi_margin_loss",
+    "multi_margin_loss_with_grad",
+]
+
+
+# -- plumbing ----------------------------------------------------------------------------
+
+def _pair(input, target, reduction, allowed=REDUCTIONS):
+    x, dtype = as_float_array(input, "input")
+    t, _ = as_float_array(target, "target")
+    check_broadcastable(t, x.shape, "target")
+    return x, t, dtype, check_reduction(reduction, allowed)
+
+
+def _optional(arr, shape, name):
+    """An optional weight array that must broadcast to the input's shape."""
+    if arr is None:
+        return None
+    a, _ = as_float_array(arr, name)
+    check_broadcastable(a, shape, name)
+    return a
+
+
+def _full(values, shape):
+    """``values`` broadcast to ``shape`` as a new, writeable array."""
+    return np.broadcast_to(values, shape).copy()
+
+
+def _finish(elems, grad, x, dtype, reduction, want_grad):
+    """Reduce per-element losses; scale the gradient of their sum the same way."""
+    n = 1
+    if reduction == "mean":
+        n = x.size                            # 0 elements: 0 / 0 = NaN, as NumPy's mean
+    elif reduction == "batchmean":
+        n = x.shape[0] if x.ndim else 1       # PyTorch divides by input.size(0)
+    with np.errstate(all="ignore"):
+        if reduction == "none":
+            loss = finish_float(elems, dtype)
+        else:
+            loss = finish_float(np.asarray(np.sum(elems, dtype=np.float64) / n), dtype)
+        if not want_grad:
+            return loss
+        if n != 1:
+            grad = grad / n
+    return loss, finish_float(grad, dtype)
+
+
+# -- binary cross-entropy ----------------------------------------------------------------
+
+# PyTorch clamps both logarithms at -100, so that probabilities of exactly 0 or 1
+# give a finite loss, and the gradient's denominator p (1 - p) at EPSILON = 1e-12,
+# a float constant: its float32 value 9.99999996e-13 is used for float64 too.
+_LOG_CLAMP = -100.0
+_BCE_EPSILON = float(np.float32(1e-12))
+
+
+def _bce(input, target, weight, reduction, want_grad):
+    x, t, dtype, reduction = _pair(input, target, reduction)
+    w = _optional(weight, x.shape, "weight")
+    check_probabilities(x, "input")
+    with np.errstate(all="ignore"):
+        log_p = np.maximum(np.log(x), _LOG_CLAMP)
+        log_1mp = np.maximum(np.log1p(-x), _LOG_CLAMP)
+        elems = -(t * log_p + (1 - t) * log_1mp)
+        # d/dp = (p - t) / (p (1 - p)), with PyTorch's floor on the denominator.
+        grad = (x - t) / np.maximum((1 - x) * x, _BCE_EPSILON) if want_grad else None
+        if w is not None:
+            elems = elems * w
+            grad = grad * w if want_grad else None
+    return _finish(elems, grad, x, dtype, reduction, want_grad)
+
+
+def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
+    """Binary cross-entropy of probabilities, as PyTorch's (logs clamped at -100).
+
+    Parameters
+    ----------
+    probs : array_like
+        Predicted probabilities in [0, 1] (NaN passes through; anything else outside
+        the interval raises ``ValueError``).
+    target : array_like
+        Target probabilities, broadcastable to ``probs``.
+    weight : array_like, optional
+        Elementwise rescaling weight, broadcastable to ``probs``.
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``probs``.
+    """
+    return _bce(probs, target, weight, reduction, want_grad=False)
+
+
+def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mean"):
+    """``binary_cross_entropy`` and its gradient with respect to ``probs``.
+
+    Parameters are those of ``binary_cross_entropy``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``binary_cross_entropy`` returns it.
+    grad : ndarray
+        d loss / d probs (of the summed loss for ``"none"``), PyTorch's formula
+        ``(p - t) / max(p (1 - p), 1e-12)``.
+    """
+    return _bce(probs, target, weight, reduction, want_grad=True)
+
+
+def _bce_logits(input, target, weight, pos_weight, reduction, want_grad):
+    x, t, dtype, reduction = _pair(input, target, reduction)
+    w = _optional(weight, x.shape, "weight")
+    pw = _optional(pos_weight, x.shape, "pos_weight")
+    with np.errstate(all="ignore"):
+        # -log sigmoid(x) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x); the
+        # stable softplus makes both exact for any |x|, with no cancellation.
+        pos = t if pw is None else pw * t
+        elems = pos * stable_softplus(-x) + (1 - t) * stable_softplus(x)
+        # d/dx = -pos sigmoid(-x) + (1 - t) sigmoid(x)
+        grad = (1 - t) * stable_sigmoid(x) - pos * stable_sigmoid(-x) if want_grad else None
+        if w is not None:
+            elems = elems * w
+            grad = grad * w if want_grad else None
+    return _finish(elems, grad, x, dtype, reduction, want_grad)
+
+
+def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
+                                     reduction="mean"):
+    """Binary cross-entropy of ``sigmoid(logits)``, stable for any logit.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalized scores.
+    target : array_like
+        Target probabilities, broadcastable to ``logits``.
+    weight : array_like, optional
+        Elementwise rescaling weight, broadcastable to ``logits``.
+    pos_weight : array_like, optional
+        Weight of the positive term, broadcastable to ``logits`` (so a length-C vector
+        applies along the last axis).
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``logits``.
+    """
+    return _bce_logits(logits, target, weight, pos_weight, reduction, want_grad=False)
+
+
+def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None,
+                                               pos_weight=None, reduction="mean"):
+    """``binary_cross_entropy_with_logits`` and its gradient with respect to ``logits``.
+
+    Parameters are those of ``binary_cross_entropy_with_logits``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``binary_cross_entropy_with_logits`` returns it.
+    grad : ndarray
+        d loss / d logits (of the summed loss for ``"none"``).
+    """
+    return _bce_logits(logits, target, weight, pos_weight, reduction, want_grad=True)
+
+
+# -- Kullback-Leibler divergence -----------------------------------------------------------
+
+def _kl_div(input, target, reduction, log_target, want_grad):
+    x, t, dtype, reduction = _pair(input, target, reduction,
+                                   allowed=("mean", "sum", "none", "batchmean"))
+    with np.errstate(all="ignore"):
+        if log_target:
+            q = np.exp(t)
+            elems = q * (t - x)                 # q (log q - input)
+            empty = t == -np.inf
+        else:
+            q = t
+            elems = t * (np.log(t) - x)
+            empty = t == 0
+        # A class of target probability 0 contributes 0 (0 log 0 = 0), even against an
+        # input of -inf; a NaN input still gives NaN.
+        elems = np.where(empty & ~np.isnan(x), 0.0, elems)
+        grad = _full(-q, x.shape) if want_grad else None  # d/d input of q (log q - input)
+    return _finish(elems, grad, x, dtype, reduction, want_grad)
+
+
+def kl_div(input, target, *, reduction="mean", log_target=False):
+    """Kullback-Leibler divergence, as PyTorch's ``kl_div``.
+
+    Parameters
+    ----------
+    input : array_like
+        Log-probabilities.
+    target : array_like
+        Probabilities (log-probabilities if ``log_target``), broadcastable to ``input``.
+    reduction : {"mean", "batchmean", "sum", "none"}, optional
+        ``"mean"`` averages over all elements; ``"batchmean"`` divides the sum by
+        ``input.shape[0]`` (the mathematically correct KL divergence). Default "mean".
+    log_target : bool, optional
+        Whether ``target`` holds log-probabilities. Default False.
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+    """
+    return _kl_div(input, target, reduction, log_target, want_grad=False)
+
+
+def kl_div_with_grad(input, target, *, reduction="mean", log_target=False):
+    """``kl_div`` and its gradient with respect to ``input``.
+
+    Parameters are those of ``kl_div``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``kl_div`` returns it.
+    grad : ndarray
+        d loss / d input: ``-target`` (``-exp(target)`` with ``log_target``), scaled by
+        the reduction.
+    """
+    return _kl_div(input, target, reduction, log_target, want_grad=True)
+
+
+# -- regression losses ---------------------------------------------------------------------
+
+def _mse(input, target, reduction, want_grad):
+    x, t, dtype, reduction = _pair(input, target, reduction)
+    with np.errstate(all="ignore"):
+        diff = x - t
+        elems = diff * diff
+        grad = 2 * diff if want_grad else None
+    return _finish(elems, grad, x, dtype, reduction, want_grad)
+
+
+def mse_loss(input, target, *, reduction="mean"):
+    """Mean squared error ``(input - target) ** 2``, as PyTorch's ``mse_loss``.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions.
+    target : array_like
+        Targets, broadcastable to ``input``.
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+    """
+    return _mse(input, target, reduction, want_grad=False)
+
+
+def mse_loss_with_grad(input, target, *, reduction="mean"):
+    """``mse_loss`` and its gradient ``2 (input - target)`` (scaled by the reduction).
+
+    Parameters are those of ``mse_loss``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``mse_loss`` returns it.
+    grad : ndarray
+        d loss / d input.
+    """
+    return _mse(input, target, reduction, want_grad=True)
+
+
+def _smooth_l1(input, target, beta, reduction, want_grad):
+    beta = check_real(beta, "beta", low=0.0)
+    x, t, dtype, reduction = _pair(input, target, reduction)
+    with np.errstate(all="ignore"):
+        diff = x - t
+        abs_diff = np.abs(diff)
+        if beta == 0:
+            # beta = 0 is the L1 loss (PyTorch's special case).
+            elems, grad = abs_diff, np.sign(diff)
+        else:
+            # Quadratic 0.5 d^2 / beta inside |d| < beta, linear |d| - beta / 2 outside;
+            # the two pieces and their slopes meet at |d| = beta.
+            inside = abs_diff < beta
+            elems = np.where(inside, 0.5 * diff * diff / beta, abs_diff - 0.5 * beta)
+            grad = np.where(inside, diff / beta, np.sign(diff))
+    return _finish(elems, grad if want_grad else None, x, dtype, reduction, want_grad)
+
+
+def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean"):
+    """Smooth L1 loss, as PyTorch's ``smooth_l1_loss``.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions.
+    target : array_like
+        Targets, broadcastable to ``input``.
+    beta : float, optional
+        Width of the quadratic zone (>= 0; 0 gives the L1 loss). Default 1.
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+    """
+    return _smooth_l1(input, target, beta, reduction, want_grad=False)
+
+
+def smooth_l1_loss_with_grad(input, target, *, beta=1.0, reduction="mean"):
+    """``smooth_l1_loss`` and its gradient with respect to ``input``.
+
+    Parameters are those of ``smooth_l1_loss``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``smooth_l1_loss`` returns it.
+    grad : ndarray
+        d loss / d input: ``d / beta`` inside the quadratic zone, ``sign(d)`` outside.
+    """
+    return _smooth_l1(input, target, beta, reduction, want_grad=True)
+
+
+def _huber(input, target, delta, reduction, want_grad):
+    delta = check_real(delta, "delta", low=0.0, low_open=True)
+    x, t, dtype, reduction = _pair(input, target, reduction)
+    with np.errstate(all="ignore"):
+        diff = x - t
+        abs_diff = np.abs(diff)
+        # Quadratic 0.5 d^2 inside |d| < delta, linear delta (|d| - delta / 2) outside.
+        inside = abs_diff < delta
+        elems = np.where(inside, 0.5 * diff * diff, delta * (abs_diff - 0.5 * delta))
+        grad = np.where(inside, diff, delta * np.sign(diff)) if want_grad else None
+    return _finish(elems, grad, x, dtype, reduction, want_grad)
+
+
+def huber_loss(input, target, *, delta=1.0, reduction="mean"):
+    """Huber loss, as PyTorch's ``huber_loss`` (``delta * smooth_l1_loss(beta=delta)``).
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions.
+    target : array_like
+        Targets, broadcastable to ``input``.
+    delta : float, optional
+        Where the loss turns from quadratic to linear (> 0). Default 1.
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+    """
+    return _huber(input, target, delta, reduction, want_grad=False)
+
+
+def huber_loss_with_grad(input, target, *, delta=1.0, reduction="mean"):
+    """``huber_loss`` and its gradient with respect to ``input``.
+
+    Parameters are those of ``huber_loss``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``huber_loss`` returns it.
+    grad : ndarray
+        d loss / d input: ``d`` inside ``|d| < delta``, ``delta * sign(d)`` outside.
+    """
+    return _huber(input, target, delta, reduction, want_grad=True)
+
+
+# -- multi-class hinge ---------------------------------------------------------------------
+
+def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
+    x, dtype = as_float_array(input, "input")
+    ax = check_class_axis(axis, x.ndim)
+    reduction = check_reduction(reduction)
+    if isinstance(p, (bool, np.bool_)) or p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2; got {p!r}")
+    margin = check_real(margin, "margin")
+    n_classes = x.shape[ax]
+    row_shape = x.shape[:ax] + x.shape[ax + 1:]
+    t = check_index_target(target, row_shape, n_classes)
+    w = check_class_weight(weight, n_classes)
+    with np.errstate(all="ignore"):
+        y = np.expand_dims(t, ax)
+        # z_ij = margin - x_{i y_i} + x_ij: how far class j intrudes into the margin
+        # of the target class; only positive values are violations.  np.maximum keeps
+        # NaN, so a NaN in a row makes that row's loss NaN.
+        z = margin - np.take_along_axis(x, y, axis=ax) + x
+        hinge = np.maximum(z, 0)
+        h = hinge if p == 1 else hinge * hinge
+        np.put_along_axis(h, y, 0, axis=ax)     # the target is not its own rival
+        # PyTorch multiplies each row by the weight of its target class, then / C.
+        w_y = np.float64(1.0) if w is None else w[y]
+        rows = w_y * np.sum(h, axis=ax, keepdims=True, dtype=np.float64) / n_classes
+        n_rows = rows.size
+        if reduction == "none":
+            loss = finish_float(np.squeeze(rows, axis=ax), dtype)
+        else:
+            total = np.sum(rows, dtype=np.float64)
+            loss = finish_float(np.asarray(total / n_rows if reduction == "mean" else total), dtype)
+        if not want_grad:
+            return loss
+        # d h_ij / d x_ij = d h_ij / d z_ij: 1 where z > 0 for p = 1 (heaviside keeps
+        # NaN), 2 z+ for p = 2.  x_{i y_i} enters every z_ij with the opposite sign.
+        dh = np.heaviside(z, 0.0) if p == 1 else 2 * hinge
+        np.put_along_axis(dh, y, 0, axis=ax)
+        scale = 1.0 / n_rows if reduction == "mean" and n_rows else 1.0
+        grad = (scale * w_y / n_classes) * dh
+        np.put_along_axis(grad, y, -np.sum(grad, axis=ax, keepdims=True), axis=ax)
+    return loss, finish_float(grad, dtype)
+
+
+def multi_margin_loss(input, target, *, p=1, margin=1.0, weight=None, reduction="mean",
+                      axis=-1):
+    """Multi-class hinge loss, as PyTorch's ``multi_margin_loss``.
+
+    Per row: ``sum_{j != y} w_y * max(0, margin - x_y + x_j) ** p / C``.
+
+    Parameters
+    ----------
+    input : array_like
+        Scores, with the classes along ``axis``.
+    target : array_like of int
+        Class indices in ``[0, C)``, the shape of ``input`` without ``axis``.
+    p : {1, 2}, optional
+        Power of the hinge. Default 1.
+    margin : float, optional
+        Required margin. Default 1.
+    weight : array_like, optional
+        Per-class weight, length C (applied by the target's class).
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` averages over rows. Default "mean".
+    axis : int, optional
+        The class axis. Default -1.
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+    """
+    return _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad=False)
+
+
+def multi_margin_loss_with_grad(input, target, *, p=1, margin=1.0, weight=None,
+                                reduction="mean", axis=-1):
+    """``multi_margin_loss`` and its gradient with respect to ``input``.
+
+    Parameters are those of ``multi_margin_loss``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``multi_margin_loss`` returns it.
+    grad : ndarray
+        d loss / d input (of the summed loss for ``"none"``).
+    """
+    return _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad=True)

@@ -1,0 +1,407 @@
+"""Softmax family: both backends against a long-double reference, over shapes,
+axes, dtypes and memory layouts; the contract's numerics; out=; bad input;
+backward passes against finite differences; threads and SIMD levels."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastloss
+from fastloss import fallback
+from conftest import assert_close, layouts, nasty_rows, tolerance
+
+FLOATS = [np.float32, np.float64]
+
+# ----------------------------------------------------------------------------- references
+# Independent of both backends: long double (80-bit on x86-64), written the textbook way.
+
+
+def _shift_and_log_sum(x, axis):
+    """(m, log(sum(exp(x - m)))) along axis, with m the max (0 where not finite)."""
+    x = np.asarray(x, dtype=np.longdouble)
+    axes = tuple(range(x.ndim)) if axis is None else axis
+    m = np.max(x, axis=axes, keepdims=True) if x.size else np.zeros([1] * x.ndim)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return x, m, np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True))
+
+
+def ref_logsumexp(x, axis):
+    _, m, log_sum = _shift_and_log_sum(x, axis)
+    return m + log_sum
+
+
+def ref_log_softmax(x, axis):
+    # (x - m) - log_sum, not x - (m + log_sum): the latter loses everything at 1e30
+    x, m, log_sum = _shift_and_log_sum(x, axis)
+    with np.errstate(invalid="ignore"):
+        return (x - m) - log_sum
+
+
+def ref_softmax(x, axis):
+    return np.exp(ref_log_softmax(x, axis))
+
+
+def as64(a):
+    with np.errstate(over="ignore"):
+        return np.asarray(a, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- sweep
+
+SHAPES_AXES = [
+    ((1, 1), [-1, 0]),
+    ((1, 7), [-1, 0]),
+    ((3, 1), [-1, 0]),
+    ((17, 33), [-1, 0, 1, -2]),
+    ((64, 10), [-1, 0]),
+    ((1031, 10), [-1]),          # small-C flat path with a ragged last block
+    ((40, 1000), [-1, 0]),
+    ((5, 3, 4), [0, 1, 2, -1]),
+    ((2, 3, 4, 5), [1, 3, -3]),
+    ((3, 200, 7), [1]),          # class axis not last, inner > 1
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape,axes", SHAPES_AXES)
+def test_softmax_family_matches_reference(backend, dtype, shape, axes):
+    rng = np.random.default_rng(hash(shape) % 2**32)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    for axis in axes:
+        for layout, xl in layouts(x):
+            y = fastloss.softmax(xl, axis)
+            assert y.dtype == dtype and y.shape == shape, layout
+            assert_close(y, as64(ref_softmax(x, (axis % x.ndim,))), dtype)
+            ly = fastloss.log_softmax(xl, axis)
+            assert_close(ly, as64(ref_log_softmax(x, (axis % x.ndim,))), dtype)
+            lse = fastloss.logsumexp(xl, axis)
+            assert lse.shape == tuple(n for i, n in enumerate(shape) if i != axis % x.ndim)
+            assert_close(lse, as64(ref_logsumexp(x, (axis % x.ndim,))).squeeze(axis), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("axis", [None, (0, 2), (-1, 0), (1,)])
+def test_multiple_axes(backend, dtype, axis):
+    x = np.random.default_rng(1).standard_normal((4, 5, 6)).astype(dtype)
+    axes = None if axis is None else tuple(a % 3 for a in axis)
+    assert_close(fastloss.softmax(x, axis), as64(ref_softmax(x, axes)), dtype)
+    assert_close(fastloss.log_softmax(x, axis), as64(ref_log_softmax(x, axes)), dtype)
+    lse = fastloss.logsumexp(x, axis, keepdims=True)
+    assert_close(lse, as64(ref_logsumexp(x, axes)), dtype)
+    if axis is None:
+        scalar = fastloss.logsumexp(x, None)
+        assert isinstance(scalar, np.generic) and scalar.dtype == dtype
+
+
+def test_backends_agree(dtype=np.float32):
+    """The compiled kernels against the fallback twin on one larger input."""
+    if "cython" not in (fastloss.get_backend(),) and not fastloss.available_simd_levels():
+        pytest.skip("compiled extension not available")
+    x = np.random.default_rng(2).standard_normal((300, 517)).astype(dtype) * 10
+    for name in ["softmax", "log_softmax", "logsumexp"]:
+        assert_close(getattr(fastloss, name)(x), as64(getattr(fallback, name)(x)), dtype)
+
+
+# ----------------------------------------------------------------------------- numerics
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_nasty_rows(backend, dtype):
+    x = nasty_rows(dtype)
+    nan_row = np.isnan(x).any(axis=1)
+    with np.errstate(all="ignore"):
+        y = fastloss.softmax(x)
+        ly = fastloss.log_softmax(x)
+        lse = fastloss.logsumexp(x)
+    # NaN stays in its row; every other row is finite and sums to 1
+    assert np.isnan(y[nan_row]).all() and np.isnan(lse[nan_row]).all()
+    ok = ~nan_row
+    assert np.isfinite(y[ok]).all() and np.isfinite(lse[ok]).all()
+    np.testing.assert_allclose(y[ok].sum(axis=1, dtype=np.float64), 1.0, rtol=4 * tolerance(dtype))
+    assert_close(y[ok], as64(ref_softmax(x[ok], (1,))), dtype)
+    assert_close(lse[ok], as64(ref_logsumexp(x[ok], (1,))).ravel(), dtype)
+    # log-probabilities below -float max overflow to -inf in the data's dtype
+    ref_ly = as64(ref_log_softmax(x[ok], (1,)))
+    with np.errstate(over="ignore"):
+        representable = np.isfinite(ref_ly.astype(dtype))
+    assert_close(ly[ok][representable], ref_ly[representable], dtype)
+    assert np.isneginf(ly[ok][~representable]).all()
+    # masked classes: probability exactly 0, log-probability -inf
+    masked = np.isneginf(x[ok])
+    assert (y[ok][masked] == 0).all() and np.isneginf(ly[ok][masked]).all()
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_infinite_rows(backend, dtype):
+    x = np.array([[-np.inf, -np.inf], [np.inf, 0.0], [np.inf, np.nan]], dtype=dtype)
+    with np.errstate(all="ignore"):
+        lse = fastloss.logsumexp(x)
+        y = fastloss.softmax(x)
+    assert np.isneginf(lse[0]) and lse[1] == np.inf and np.isnan(lse[2])
+    assert np.isnan(y[0]).all()  # nothing to normalize: as scipy and PyTorch
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_empty(backend, dtype):
+    assert fastloss.softmax(np.zeros((0, 5), dtype)).shape == (0, 5)
+    assert fastloss.log_softmax(np.zeros((3, 0), dtype)).shape == (3, 0)
+    lse = fastloss.logsumexp(np.zeros((3, 0), dtype))
+    assert lse.shape == (3,) and np.isneginf(lse).all() and lse.dtype == dtype
+    assert fastloss.logsumexp(np.zeros((0, 4), dtype)).shape == (0,)
+
+
+def test_zero_dim(backend):
+    assert fastloss.softmax(np.float64(3.0), axis=None) == 1.0
+    assert fastloss.logsumexp(np.float32(3.0), axis=None) == np.float32(3.0)
+    with pytest.raises(np.exceptions.AxisError):
+        fastloss.softmax(np.float64(3.0))
+
+
+def test_dtype_rules(backend):
+    assert fastloss.softmax(np.arange(6, dtype=np.int32).reshape(2, 3)).dtype == np.float64
+    assert fastloss.softmax(np.ones((2, 3), dtype=bool)).dtype == np.float64
+    x16 = np.linspace(-2, 2, 12, dtype=np.float16).reshape(3, 4)
+    y16 = fastloss.softmax(x16)
+    assert y16.dtype == np.float16
+    np.testing.assert_allclose(y16.astype(float), ref_softmax(x16, (1,)).astype(float), rtol=2e-3)
+    assert fastloss.softmax([[1, 2, 3]]).dtype == np.float64  # array-likes
+    for bad in [np.ones((2, 3), complex), np.array([["a", "b"]]), np.array([[object()]])]:
+        with pytest.raises(TypeError, match="x"):
+            fastloss.softmax(bad)
+
+
+@pytest.mark.parametrize("axis", [2, -3, 1.5, "0"])
+def test_bad_axis(backend, axis):
+    with pytest.raises((np.exceptions.AxisError, TypeError), match="axis"):
+        fastloss.softmax(np.ones((2, 3)), axis)
+
+
+# ----------------------------------------------------------------------------- out=
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_out_and_in_place(backend, dtype, name):
+    fn = getattr(fastloss, name)
+    x = np.random.default_rng(3).standard_normal((20, 30)).astype(dtype)
+    expected = fn(x)
+    out = np.empty_like(x)
+    assert fn(x, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    for axis in (0, -1):
+        out_f = np.empty(x.shape, dtype, order="F")
+        assert fn(x, axis, out=out_f) is out_f
+        # another layout may sum in another order: equal to the tolerance, not bitwise
+        assert_close(out_f, as64(fn(x, axis)), dtype)
+    inplace = x.copy()
+    assert fn(inplace, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, expected)
+    # a view that only partly overlaps its input still gets the right answer
+    buf = np.concatenate([x.ravel(), np.zeros(30, dtype)])
+    src, dst = buf[30:].reshape(x.shape), buf[:-30].reshape(x.shape)
+    src_values = src.copy()
+    fn(src, out=dst)
+    np.testing.assert_array_equal(dst, fn(src_values))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_bad_out_writes_nothing(backend, name):
+    fn = getattr(fastloss, name)
+    x = np.ones((4, 5), np.float32)
+    good_shape = (4,) if name == "logsumexp" else (4, 5)
+    for bad in [np.full((5, 4), 7, np.float32), np.full(good_shape, 7, np.float64)]:
+        before = bad.copy()
+        with pytest.raises(ValueError, match="out"):
+            fn(x, out=bad)
+        np.testing.assert_array_equal(bad, before)
+
+
+def test_logsumexp_out_keepdims(backend):
+    x = np.random.default_rng(4).standard_normal((3, 4, 5))
+    out = np.empty((3, 1, 5))
+    assert fastloss.logsumexp(x, 1, keepdims=True, out=out) is out
+    assert_close(out, as64(ref_logsumexp(x, (1,))), np.float64)
+
+
+def test_input_not_modified(backend):
+    x = np.random.default_rng(5).standard_normal((8, 9)).astype(np.float32)
+    before = x.copy()
+    for fn in (fastloss.softmax, fastloss.log_softmax, fastloss.logsumexp):
+        fn(x)
+    np.testing.assert_array_equal(x, before)
+
+
+# ----------------------------------------------------------------------------- backward
+
+
+def _numeric_vjp(f, x, grad, axis, eps=1e-6):
+    """Central finite differences of sum(grad * f(x)) with respect to x (float64)."""
+    result = np.zeros_like(x)
+    for idx in itertools.product(*map(range, x.shape)):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        result[idx] = (np.sum(grad * f(xp, axis)) - np.sum(grad * f(xm, axis))) / (2 * eps)
+    return result
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_backward_finite_differences(backend, axis):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 4, 5))
+    grad = rng.standard_normal(x.shape)
+    y = fastloss.softmax(x, axis)
+    np.testing.assert_allclose(fastloss.softmax_backward(grad, y, axis),
+                               _numeric_vjp(fastloss.softmax, x, grad, axis), atol=1e-8)
+    ly = fastloss.log_softmax(x, axis)
+    np.testing.assert_allclose(fastloss.log_softmax_backward(grad, ly, axis),
+                               _numeric_vjp(fastloss.log_softmax, x, grad, axis), atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape,axis", [((50, 70), -1), ((50, 70), 0), ((4, 9, 6), 1), ((0, 3), -1)])
+def test_backward_matches_formula(backend, dtype, shape, axis):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    y = fastloss.softmax(x, axis)
+    y64, g64 = y.astype(np.longdouble), g.astype(np.longdouble)
+    expected = y64 * (g64 - np.sum(g64 * y64, axis=axis, keepdims=True))
+    for _, gl in layouts(g):
+        got = fastloss.softmax_backward(gl, y, axis)
+        assert got.dtype == dtype
+        assert_close(got, as64(expected), dtype)
+    ly = fastloss.log_softmax(x, axis)
+    expected = g64 - np.exp(ly.astype(np.longdouble)) * np.sum(g64, axis=axis, keepdims=True)
+    assert_close(fastloss.log_softmax_backward(g, ly, axis), as64(expected), dtype)
+    out = g.copy()
+    assert fastloss.log_softmax_backward(out, ly, axis, out=out) is out  # in place over grad
+    assert_close(out, as64(expected), dtype)
+
+
+def test_backward_bad_input(backend):
+    with pytest.raises(ValueError, match="shape"):
+        fastloss.softmax_backward(np.ones((2, 3)), np.ones((3, 2)))
+    with pytest.raises(TypeError, match="grad"):
+        fastloss.softmax_backward(np.ones((2, 3), complex), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="out"):
+        fastloss.softmax_backward(np.ones((2, 3)), np.ones((2, 3)), out=np.ones((3, 2)))
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+finite_rows = hnp.arrays(
+    np.float64,
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
+    elements=st.floats(-1e4, 1e4, allow_nan=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=finite_rows, shift=st.floats(-1e3, 1e3))
+def test_properties(x, shift):
+    for name in ("cython", "numpy") if fastloss.available_simd_levels() else ("numpy",):
+        fastloss.set_backend(name)
+        try:
+            y = fastloss.softmax(x)
+            assert np.all(y >= 0)
+            np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-12)
+            # shift invariance: softmax(x + c) == softmax(x)
+            np.testing.assert_allclose(fastloss.softmax(x + shift), y, rtol=1e-9, atol=1e-300)
+            # log_softmax == log(softmax) where softmax is not tiny
+            ly = fastloss.log_softmax(x)
+            big = y > 1e-200
+            np.testing.assert_allclose(ly[big], np.log(y[big]), rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(fastloss.logsumexp(x), ly.max(axis=1) * -1 + x.max(axis=1),
+                                       rtol=1e-9, atol=1e-9)
+        finally:
+            fastloss.set_backend("cython" if fastloss.available_simd_levels() else "numpy")
+
+
+# ----------------------------------------------------------------------------- threads, SIMD
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape,axis", [((4096, 10), -1), ((300, 1000), -1), ((8, 500, 40), 1)])
+def test_simd_levels(simd_level, dtype, shape, axis):
+    x = np.random.default_rng(8).standard_normal(shape).astype(dtype) * 8
+    x.flat[::97] = -np.inf
+    assert_close(fastloss.softmax(x, axis), as64(ref_softmax(x, (axis % x.ndim,))), dtype)
+    assert_close(fastloss.log_softmax(x, axis)[np.isfinite(x)],
+                 as64(ref_log_softmax(x, (axis % x.ndim,)))[np.isfinite(x)], dtype)
+    assert_close(fastloss.logsumexp(x, axis),
+                 as64(ref_logsumexp(x, (axis % x.ndim,))).squeeze(axis), dtype)
+
+
+def test_threads_give_identical_results(threads):
+    if not fastloss.available_simd_levels():
+        pytest.skip("compiled extension not available")
+    x = np.random.default_rng(9).standard_normal((2000, 300)).astype(np.float32)
+    fastloss.set_num_threads(1)
+    one = [fastloss.softmax(x), fastloss.log_softmax(x), fastloss.logsumexp(x)]
+    fastloss.set_num_threads(2)
+    assert fastloss.get_num_threads() == 2
+    two = [fastloss.softmax(x), fastloss.log_softmax(x), fastloss.logsumexp(x)]
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_threadpoolctl_limits(threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not fastloss.available_simd_levels() or "OpenMP" not in str(fastloss._runtime.config()):
+        pytest.skip("no OpenMP build")
+    fastloss.set_num_threads(2)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert fastloss.get_num_threads() == 1
+    assert fastloss.get_num_threads() == 2
+
+
+def test_set_num_threads_validates():
+    with pytest.raises(ValueError):
+        fastloss.set_num_threads(0)
+    with pytest.raises(TypeError):
+        fastloss.set_num_threads(1.5)
+
+
+def test_set_backend_validates():
+    with pytest.raises(ValueError, match="backend"):
+        fastloss.set_backend("torch")
+
+
+def test_repeated_calls_do_not_grow_memory(backend):
+    tracemalloc = pytest.importorskip("tracemalloc")
+    x = np.random.default_rng(10).standard_normal((64, 100)).astype(np.float32)
+    out = np.empty_like(x)
+    for _ in range(50):
+        fastloss.softmax(x, out=out)
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    for _ in range(500):
+        fastloss.softmax(x, out=out)
+        fastloss.logsumexp(x)
+    grown = tracemalloc.get_traced_memory()[0] - start
+    tracemalloc.stop()
+    assert grown < 64 * 1024, grown
+
+
+def test_show_config_reports(capsys):
+    fastloss.show_config()
+    text = capsys.readouterr().out
+    for key in ("fastloss", "backend", "threads"):
+        assert key in text
+    if fastloss.available_simd_levels():
+        assert "simd level in use" in text and "openmp" in text.lower()
+
+
+def test_logsumexp_matches_fsum():
+    """An accuracy check against math.fsum on a long float32 row."""
+    x = np.random.default_rng(11).standard_normal(100_000).astype(np.float32)
+    m = float(x.max())
+    expected = m + math.log(math.fsum(math.exp(float(v) - m) for v in x))
+    assert abs(float(fastloss.logsumexp(x)) - expected) <= 1e-6 * abs(expected)
