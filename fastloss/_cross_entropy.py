@@ -1,0 +1,431 @@
+"""Public cross-entropy family: validate, allocate, reshape, dispatch.
+
+Each function checks every argument with ``fastloss._loss_validation`` (the checks the
+fallback uses, in the same order, so both backends raise the same errors) *before*
+anything is computed or written -- a class index outside ``[0, C)`` raises
+``IndexError`` even with ``out=logits``.  Then the logits are viewed as ``(outer, C,
+inner)`` around the class axis and every per-row array (targets, sample weights,
+upstream gradients, per-row losses) as ``(outer, inner)``, and the views go to the
+fused kernel (src/csrc/cross_entropy_impl.h), which returns the float64 sum of the
+weighted row losses.  The wrapper's own arithmetic is per row only: the ``"mean"``
+denominator (needed before the gradient is written) and the final division.
+
+With the numpy backend, or for inputs the kernels do not cover (an empty array, an
+``ignore_index`` beyond int64), each function calls its twin in
+``fastloss.fallback``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastloss import _runtime
+from fastloss import fallback as _fallback
+from fastloss._loss_validation import (
+    check_class_axis,
+    check_class_target,
+    check_class_weight,
+    check_grad_output,
+    check_ignore_index,
+    check_index_target,
+    check_label_smoothing,
+    check_sample_weight,
+)
+from fastloss._softmax import _kernel_ready, _output_view
+from fastloss._validation import (
+    as_float_array,
+    check_out,
+    check_reduction,
+    class_axis_view,
+    finish_float,
+)
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_backward",
+    "cross_entropy_with_grad",
+    "nll_loss",
+    "nll_loss_with_grad",
+]
+
+_INT64 = np.iinfo(np.int64)
+
+
+class _Problem:
+    """The validated arguments of one call, plus the kernel's views of them."""
+
+    def __init__(self, x, dtype, axis, kind, target, weight, sample_weight, ignore_index,
+                 reduction, eps):
+        self.x, self.dtype, self.axis = x, dtype, axis
+        self.kind, self.target = kind, target
+        self.weight, self.sample_weight = weight, sample_weight
+        self.ignore_index, self.reduction, self.eps = ignore_index, reduction, eps
+        self.row_shape = x.shape[:axis] + x.shape[axis + 1:]
+
+    def kernel_covers(self):
+        return self.x.size > 0 and _INT64.min <= self.ignore_index <= _INT64.max
+
+    def lanes(self, arr):
+        """A per-row array (of the row shape) as the kernel's (outer, inner) view."""
+        if arr is None:
+            return None
+        outer = math.prod(self.x.shape[: self.axis])
+        return arr.reshape(outer, math.prod(self.x.shape[self.axis + 1:]))
+
+    def active(self):
+        """Rows whose class index is not ignore_index (index targets)."""
+        return self.target != self.ignore_index
+
+    def denominator(self):
+        """The ``"mean"`` divisor: summed weights of the rows that count (PyTorch's)."""
+        sw = self.sample_weight
+        if self.kind == "probs":
+            return float(math.prod(self.row_shape)) if sw is None \
+                else float(np.sum(sw, dtype=np.float64))
+        active = self.active()
+        if self.weight is None and sw is None:
+            return float(np.count_nonzero(active))
+        row_w = np.ones(active.shape) if self.weight is None \
+            else self.weight[np.where(active, self.target, 0)]
+        row_w = np.where(active, row_w, 0.0)
+        if sw is not None:
+            row_w = row_w * sw
+        return float(np.sum(row_w, dtype=np.float64))
+
+
+def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+             label_smoothing):
+    # The order of the checks is the fallback's, so both backends raise alike.
+    x, dtype = as_float_array(logits, "logits")
+    ax = check_class_axis(axis, x.ndim)
+    reduction = check_reduction(reduction)
+    eps = check_label_smoothing(label_smoothing)
+    ignore_index = check_ignore_index(ignore_index)
+    kind, t = check_class_target(target, x.shape, ax, ignore_index)
+    w = check_class_weight(weight, x.shape[ax])
+    sw = check_sample_weight(sample_weight, x.shape[:ax] + x.shape[ax + 1:])
+    return _Problem(x, dtype, ax, kind, t, w, sw, ignore_index, reduction, eps)
+
+
+def _ratio(total, denominator):
+    """total / denominator in float64; 0 / 0 is NaN (nothing to average), as in NumPy."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.float64(total) / np.float64(denominator)
+
+
+def _fused(pb, grad_output=None, out=None, want_loss=True):
+    """Run the fused kernel.  ``grad_output``: None (no gradient), a 0-d float64 (one
+    upstream gradient) or a row-shaped float64 array ("none").  Returns ``(loss, grad)``."""
+    x, ax = pb.x, pb.axis
+    n_classes = x.shape[ax]
+    want_grad = grad_output is not None
+    mean_den = pb.denominator() if pb.reduction == "mean" else None
+
+    x3 = _kernel_ready(class_axis_view(x, ax))
+    q3 = t2 = None
+    if pb.kind == "probs":
+        q = pb.target.astype(x.dtype, copy=False)
+        q3 = _kernel_ready(class_axis_view(q, ax))
+    else:
+        t2 = pb.lanes(pb.target.astype(np.int64, copy=False))
+    sw2 = pb.lanes(pb.sample_weight)
+    weight = None if pb.weight is None else np.ascontiguousarray(pb.weight, dtype=np.float64)
+    weight_sum = float(n_classes) if weight is None else float(weight.sum())
+
+    grad_scale2, grad_scale0 = None, 1.0
+    if want_grad:
+        if pb.reduction == "none" and np.ndim(grad_output):
+            grad_scale2 = pb.lanes(np.asarray(grad_output, dtype=np.float64))
+        elif pb.reduction == "mean":
+            grad_scale0 = float(_ratio(grad_output, mean_den))
+        else:   # "sum", or "none" with one upstream gradient for every row
+            grad_scale0 = float(grad_output)
+        # The kernel writes exp(x - max) into the gradient before it reads the
+        # probabilities a second time: an out that overlaps them gets its own buffer.
+        direct = None if q3 is not None and out is not None and np.may_share_memory(out, q) \
+            else out
+        result, g3 = _output_view(direct, x.dtype, x.shape, ax, x, (x,))
+    else:
+        result = g3 = None
+    loss2 = None
+    if want_loss and pb.reduction == "none":
+        loss_rows = np.empty(pb.row_shape, dtype=x.dtype)
+        loss2 = pb.lanes(loss_rows)
+
+    # (N, C) in Fortran order seen as (N, C, 1) has its rows 1 element apart: as
+    # (1, C, N) the kernel's columns layout walks them in its vector loops.
+    if x3.shape[2] == 1 and abs(x3.strides[0]) < abs(x3.strides[1]):
+        x3 = x3.transpose(2, 1, 0)
+        q3 = None if q3 is None else q3.transpose(2, 1, 0)
+        g3 = None if g3 is None else g3.transpose(2, 1, 0)
+        t2, sw2, grad_scale2, loss2 = (None if a is None else a.T
+                                       for a in (t2, sw2, grad_scale2, loss2))
+
+    total = _runtime.kernels().cross_entropy(
+        x3, q3, t2, pb.ignore_index, sw2, weight, weight_sum, pb.eps, grad_scale2,
+        grad_scale0, g3, loss2, want_loss, _runtime.get_num_threads())
+
+    loss = None
+    if want_loss:
+        if pb.reduction == "none":
+            loss = finish_float(loss_rows, pb.dtype)
+        elif pb.reduction == "mean":
+            loss = finish_float(np.asarray(_ratio(total, mean_den)), pb.dtype)
+        else:
+            loss = finish_float(np.asarray(total), pb.dtype)
+    grad = finish_float(result, pb.dtype, out) if want_grad else None
+    return loss, grad
+
+
+_OPTIONS_DOC = """
+    axis : int, optional
+        The class axis (negative counts from the end). Default -1.
+    weight : array_like, optional
+        Per-class weight, of length C.
+    sample_weight : array_like, optional
+        Per-row weight, of the shape of the loss with ``reduction="none"`` (the target's
+        row shape). It multiplies each row's loss and, for ``"mean"``, its share of the
+        denominator: ``sum(s_i w_i l_i) / sum(s_i w_i)``.
+    ignore_index : int, optional
+        A class-index target value that contributes no loss and no gradient and is left
+        out of the ``"mean"`` denominator. Default -100.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` divides the weighted sum by the summed weights of the non-ignored rows
+        (class weight of the target times sample weight; NaN when they sum to 0, e.g.
+        when every target is ignored, as in PyTorch). Default "mean".
+    label_smoothing : float, optional
+        In [0, 1]: the target mixes ``1 - label_smoothing`` of itself with the uniform
+        distribution over the C classes (PyTorch semantics, with both target kinds and
+        with ``weight``). Default 0."""
+
+_RAISES_DOC = """
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)`` that is not ``ignore_index``; the message names
+        the value and its position. Nothing is written.
+    ValueError
+        A target, weight, sample_weight or ``out`` of the wrong shape; an unknown
+        reduction; label_smoothing outside [0, 1]; an ``out`` of the wrong dtype.
+    TypeError
+        A target that is neither integer nor floating; complex or object input."""
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                  ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    if _runtime.kernels() is None:
+        return _fallback.cross_entropy(
+            logits, target, axis=axis, weight=weight, sample_weight=sample_weight,
+            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+    pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                  label_smoothing)
+    if not pb.kernel_covers():
+        return _fallback.cross_entropy(
+            logits, target, axis=axis, weight=weight, sample_weight=sample_weight,
+            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+    return _fused(pb)[0]
+
+
+cross_entropy.__doc__ = f"""Cross-entropy between softmax(logits) and a target, as PyTorch's.
+
+    One pass over the logits (max, log-sum-exp and the loss term while each row is in
+    cache); no array of the logits' size is written. Sums accumulate in float64.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalized scores; ``-inf`` marks a masked class.
+    target : array_like
+        Integer class indices (the logits' shape without ``axis``) or floating class
+        probabilities (the logits' shape; soft labels, with 0 log 0 = 0).{_OPTIONS_DOC}
+
+    Returns
+    -------
+    scalar or ndarray
+        A NumPy scalar of the logits' dtype for ``"mean"``/``"sum"``, an array of the
+        target's row shape for ``"none"``.
+    {_RAISES_DOC}
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], dtype=np.float32)
+    >>> float(fastloss.cross_entropy(logits, np.array([0, 2])))  # doctest: +ELLIPSIS
+    0.1...
+    """
+
+
+def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
+                           sample_weight=None, ignore_index=-100, reduction="mean",
+                           label_smoothing=0.0, out=None):
+    if _runtime.kernels() is None:
+        return _fallback.cross_entropy_backward(
+            logits, target, grad_output, axis=axis, weight=weight,
+            sample_weight=sample_weight, ignore_index=ignore_index, reduction=reduction,
+            label_smoothing=label_smoothing, out=out)
+    pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                  label_smoothing)
+    g = check_grad_output(grad_output, pb.reduction, pb.row_shape)
+    if out is not None:
+        check_out(out, pb.x.shape, pb.dtype)
+    if not pb.kernel_covers():
+        return _fallback.cross_entropy_backward(
+            logits, target, grad_output, axis=axis, weight=weight,
+            sample_weight=sample_weight, ignore_index=ignore_index, reduction=reduction,
+            label_smoothing=label_smoothing, out=out)
+    return _fused(pb, g, out, want_loss=False)[1]
+
+
+cross_entropy_backward.__doc__ = f"""Gradient of ``cross_entropy`` with respect to the logits.
+
+    Parameters
+    ----------
+    logits, target
+        As for :func:`cross_entropy`.
+    grad_output : float or array_like, optional
+        The upstream gradient: a scalar for ``"mean"``/``"sum"``, an array of the loss's
+        shape (or broadcastable to it) for ``"none"``. Default 1.{_OPTIONS_DOC}
+    out : ndarray, optional
+        A location into which the result is stored; may be ``logits`` itself.
+
+    Returns
+    -------
+    ndarray
+        ``grad_output * d loss / d logits``, of the logits' shape and dtype.
+    {_RAISES_DOC}
+    """
+
+
+def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                            out=None):
+    if _runtime.kernels() is None:
+        return _fallback.cross_entropy_with_grad(
+            logits, target, axis=axis, weight=weight, sample_weight=sample_weight,
+            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
+            out=out)
+    pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                  label_smoothing)
+    if out is not None:
+        check_out(out, pb.x.shape, pb.dtype)
+    if not pb.kernel_covers():
+        return _fallback.cross_entropy_with_grad(
+            logits, target, axis=axis, weight=weight, sample_weight=sample_weight,
+            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
+            out=out)
+    # With "none" the gradient is that of the summed loss: upstream gradient 1 per row.
+    return _fused(pb, np.float64(1.0), out)
+
+
+cross_entropy_with_grad.__doc__ = f"""Cross-entropy and its gradient from one fused pass.
+
+    Per row the logits are read from memory once: max, log-sum-exp, the loss term and
+    the gradient ``(softmax - target) * scale`` are produced while the row is in cache.
+
+    Parameters
+    ----------
+    logits, target
+        As for :func:`cross_entropy`.{_OPTIONS_DOC}
+    out : ndarray, optional
+        A location into which the gradient is stored; ``out=logits`` writes it over the
+        logits, so training needs no second buffer of their size.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As :func:`cross_entropy` returns it.
+    grad : ndarray
+        d loss / d logits (of the summed loss when ``reduction="none"``).
+    {_RAISES_DOC}
+    """
+
+
+# -- nll_loss ---------------------------------------------------------------------------
+
+def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
+    x, dtype = as_float_array(log_probs, "log_probs")
+    ax = check_class_axis(axis, x.ndim)
+    reduction = check_reduction(reduction)
+    ignore_index = check_ignore_index(ignore_index)
+    t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], x.shape[ax], ignore_index)
+    w = check_class_weight(weight, x.shape[ax])
+    pb = _Problem(x, dtype, ax, "index", t, w, None, ignore_index, reduction, 0.0)
+    if not pb.kernel_covers():
+        f = _fallback.nll_loss_with_grad if want_grad else _fallback.nll_loss
+        return f(x, t, axis=ax, weight=w, ignore_index=ignore_index, reduction=reduction)
+    mean_den = pb.denominator() if reduction == "mean" else None
+    x3 = _kernel_ready(class_axis_view(x, ax))
+    t2 = pb.lanes(t.astype(np.int64, copy=False))
+    weight = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    grad = g3 = loss2 = None
+    if want_grad:
+        grad, g3 = _output_view(None, x.dtype, x.shape, ax, x)
+    if reduction == "none":
+        loss_rows = np.empty(pb.row_shape, dtype=x.dtype)
+        loss2 = pb.lanes(loss_rows)
+    grad_scale0 = float(_ratio(1.0, mean_den)) if reduction == "mean" else 1.0
+    total = _runtime.kernels().nll_loss(x3, t2, ignore_index, weight, grad_scale0, g3, loss2,
+                                        _runtime.get_num_threads())
+    if reduction == "none":
+        loss = finish_float(loss_rows, dtype)
+    elif reduction == "mean":
+        loss = finish_float(np.asarray(_ratio(total, mean_den)), dtype)
+    else:
+        loss = finish_float(np.asarray(total), dtype)
+    return (loss, finish_float(grad, dtype)) if want_grad else loss
+
+
+def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of class indices, as PyTorch's ``nll_loss``.
+
+    Parameters
+    ----------
+    log_probs : array_like
+        Log-probabilities (e.g. from :func:`log_softmax`).
+    target : array_like of int
+        Class indices, the shape of ``log_probs`` without ``axis``.
+    axis : int, optional
+        The class axis. Default -1.
+    weight : array_like, optional
+        Per-class weight, of length C.
+    ignore_index : int, optional
+        Target value that contributes no loss and is left out of the mean. Default -100.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` divides by the summed class weights of the non-ignored targets (NaN
+        when there are none). Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        A NumPy scalar of the input's dtype, or the per-row losses for ``"none"``.
+
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)`` that is not ``ignore_index``.
+    """
+    if _runtime.kernels() is None:
+        return _fallback.nll_loss(log_probs, target, axis=axis, weight=weight,
+                                  ignore_index=ignore_index, reduction=reduction)
+    return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=False)
+
+
+def nll_loss_with_grad(log_probs, target, *, axis=-1, weight=None, ignore_index=-100,
+                       reduction="mean"):
+    """:func:`nll_loss` and its gradient with respect to ``log_probs``.
+
+    Parameters are those of :func:`nll_loss`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As :func:`nll_loss` returns it.
+    grad : ndarray
+        d loss / d log_probs (of the summed loss when ``reduction="none"``): zero except
+        ``-weight[y] * scale`` at each row's target.
+    """
+    if _runtime.kernels() is None:
+        return _fallback.nll_loss_with_grad(log_probs, target, axis=axis, weight=weight,
+                                            ignore_index=ignore_index, reduction=reduction)
+    return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=True)
