@@ -10,9 +10,8 @@ fused kernel (src/csrc/cross_entropy_impl.h), which returns the float64 sum of t
 weighted row losses.  The wrapper's own arithmetic is per row only: the ``"mean"``
 denominator (needed before the gradient is written) and the final division.
 
-With the numpy backend, or for inputs the kernels do not cover (an empty array, an
-``ignore_index`` beyond int64), each function calls its twin in
-``fastloss.fallback``.
+With the numpy backend, or for inputs the kernels do not cover (an empty array), each
+function calls its twin in ``fastloss.fallback``.
 """
 from __future__ import annotations
 
@@ -62,9 +61,10 @@ class _Problem:
         self.weight, self.sample_weight = weight, sample_weight
         self.ignore_index, self.reduction, self.eps = ignore_index, reduction, eps
         self.row_shape = x.shape[:axis] + x.shape[axis + 1:]
+        self.kernel_ignore = _kernel_ignore_index(ignore_index)
 
     def kernel_covers(self):
-        return self.x.size > 0 and _INT64.min <= self.ignore_index <= _INT64.max
+        return self.x.size > 0
 
     def lanes(self, arr):
         """A per-row array (of the row shape) as the kernel's (outer, inner) view."""
@@ -75,7 +75,7 @@ class _Problem:
 
     def active(self):
         """Rows whose class index is not ignore_index (index targets)."""
-        return self.target != self.ignore_index
+        return self.target != self.kernel_ignore
 
     def denominator(self):
         """The ``"mean"`` divisor: summed weights of the rows that count (PyTorch's)."""
@@ -92,6 +92,21 @@ class _Problem:
         if sw is not None:
             row_w = row_w * sw
         return float(np.sum(row_w, dtype=np.float64))
+
+
+def _kernel_ignore_index(ignore_index):
+    """``ignore_index`` as the int64 the kernel compares the int64 targets with.
+
+    The targets were checked in their own dtype and then converted to intp, which
+    wraps a uint64 label >= 2**63 -- which can only have passed the check by being
+    ``ignore_index`` -- to the same negative number as ``ignore_index`` wraps to.  An
+    ``ignore_index`` no uint64 can hold equals no target: any negative sentinel will do.
+    """
+    if _INT64.min <= ignore_index <= _INT64.max:
+        return ignore_index
+    if 0 <= ignore_index <= np.iinfo(np.uint64).max:
+        return int(np.array(ignore_index, dtype=np.uint64).astype(np.int64))
+    return -1
 
 
 def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
@@ -163,7 +178,7 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
                                        for a in (t2, sw2, grad_scale2, loss2))
 
     total = _runtime.kernels().cross_entropy(
-        x3, q3, t2, pb.ignore_index, sw2, weight, weight_sum, pb.eps, grad_scale2,
+        x3, q3, t2, pb.kernel_ignore, sw2, weight, weight_sum, pb.eps, grad_scale2,
         grad_scale0, g3, loss2, want_loss, _runtime.get_num_threads())
 
     loss = None
@@ -365,7 +380,7 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
         loss_rows = np.empty(pb.row_shape, dtype=x.dtype)
         loss2 = pb.lanes(loss_rows)
     grad_scale0 = float(_ratio(1.0, mean_den)) if reduction == "mean" else 1.0
-    total = _runtime.kernels().nll_loss(x3, t2, ignore_index, weight, grad_scale0, g3, loss2,
+    total = _runtime.kernels().nll_loss(x3, t2, pb.kernel_ignore, weight, grad_scale0, g3, loss2,
                                         _runtime.get_num_threads())
     if reduction == "none":
         loss = finish_float(loss_rows, dtype)
