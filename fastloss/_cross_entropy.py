@@ -375,13 +375,19 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
     weight = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
     grad = g3 = loss2 = None
     if want_grad:
-        grad, g3 = _output_view(None, x.dtype, x.shape, ax, x)
+        # Zeros from calloc: pages nobody writes cost nothing, so the kernel writes only
+        # the one nonzero entry per row (as the fallback's np.zeros + put does).
+        grad = np.zeros_like(x)
+        g3 = class_axis_view(grad, ax)
+        if not np.may_share_memory(g3, grad):
+            grad = np.zeros(x.shape, x.dtype)
+            g3 = class_axis_view(grad, ax)
     if reduction == "none":
         loss_rows = np.empty(pb.row_shape, dtype=x.dtype)
         loss2 = pb.lanes(loss_rows)
     grad_scale0 = float(_ratio(1.0, mean_den)) if reduction == "mean" else 1.0
-    total = _runtime.kernels().nll_loss(x3, t2, pb.kernel_ignore, weight, grad_scale0, g3, loss2,
-                                        _runtime.get_num_threads())
+    total = _runtime.kernels().nll_loss(x3, t2, pb.kernel_ignore, weight, grad_scale0, g3, True,
+                                        loss2, _runtime.get_num_threads())
     if reduction == "none":
         loss = finish_float(loss_rows, dtype)
     elif reduction == "mean":

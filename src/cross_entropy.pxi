@@ -136,6 +136,7 @@ def nll_loss(const floating[:, :, :] x,          # IN  log-probabilities (outer,
              const double[::1] weight,           # IN  per class, or None
              double grad_scale0,                 # IN  upstream gradient of every lane
              floating[:, :, :] grad,             # OUT gradient, or None
+             bint grad_zeroed,                   # IN  grad holds zeros already
              floating[:, :] loss,                # OUT weighted loss per lane, or None
              int n_threads):
     """Negative log-likelihood: returns the sum of -weight[y] * x[y] over the lanes."""
@@ -155,10 +156,12 @@ def nll_loss(const floating[:, :, :] x,          # IN  log-probabilities (outer,
         set_strides(v.so, grad.strides, sizeof(floating), 3)
         gp = &grad[0, 0, 0]
     fill_ce_args(&a, target, ignore_index, None, weight, 0.0, 0.0, None, grad_scale0, True)
+    a.grad_zeroed = grad_zeroed
     if loss is not None:
         set_lane_strides(a.ls, loss.strides, sizeof(floating))
         lp = &loss[0, 0]
-    nt = threads_for(lanes, lanes * (v.n if grad is not None else 1), n_threads)
+    nt = threads_for(lanes, lanes * (v.n if grad is not None and not grad_zeroed else 1),
+                     n_threads)
     with nogil:
         total = run_ce(&x[0, 0, 0], NULL, gp, lp, &v, &a, lanes, nt, True)
     return total

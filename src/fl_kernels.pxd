@@ -29,6 +29,7 @@ cdef extern from "fl_kernels.h" nogil:
         double grad_scale0
         Py_ssize_t ls[2]
         int want_loss
+        int grad_zeroed
 
     ctypedef double (*fl_ce_f32_fn)(const float *, const float *, float *, float *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil
     ctypedef double (*fl_ce_f64_fn)(const double *, const double *, double *, double *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil

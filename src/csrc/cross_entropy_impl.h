@@ -33,10 +33,11 @@
  *   3. grad_j = e_j * alpha - beta_j, then the target entry  (only with a gradient)
  * The forward-only path writes no N x C array.
  *
- * Layouts as in softmax_impl.h: rows (class axis contiguous or inner == 1), flat (short
- * packed rows: exp vectorized over a block of rows), columns (class axis not the most
- * contiguous, e.g. (N, C, H, W) with axis 1: blocks of FL_COL_BLOCK lanes side by side,
- * every inner loop runs along the contiguous inner axis).
+ * Layouts as in softmax_impl.h: rows (class axis contiguous or inner == 1), columns
+ * (class axis not the most contiguous, e.g. (N, C, H, W) with axis 1: blocks of
+ * FL_COL_BLOCK lanes side by side, every inner loop runs along the contiguous inner
+ * axis), flat (short packed rows: a block of rows is transposed into an L1 buffer and
+ * goes through the columns code).
  *
  * Each variant (target kind, label smoothing, class weight, gradient or not) is a
  * separate instantiation of one always_inline body with constant flags, so the
@@ -109,21 +110,21 @@ fl_ce_target_grad(const fl_ce_args *a, const fl_ce_lane *L, ptrdiff_t n, double 
 
 /* ------------------------------------------------------------------ one row */
 
-/* Pass 2 over one row: s = sum_j e_j with e_j = exp(x_j - m) (or read from e_in when
- * from_e), e_j stored to g when store, and the loss sums of `mode` into *swd, *swq.
- * c1 = 1 - eps and c0 = eps / n (probability targets). */
+/* Pass 2 over one row: s = sum_j e_j with e_j = exp(x_j - m), e_j stored to g when
+ * store, and the loss sums of `mode` into *swd, *swq.  c1 = 1 - eps and c0 = eps / n
+ * (probability targets). */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
-                   const FL_T *e_in, FL_T *g, ptrdiff_t gs, ptrdiff_t n, FL_T m,
+                   FL_T *g, ptrdiff_t gs, ptrdiff_t n, FL_T m,
                    const double *w, double c1, double c0, double *swd_out, double *swq_out,
-                   const int mode, const int has_w, const int store, const int from_e)
+                   const int mode, const int has_w, const int store)
 {
     double s = 0.0, swd = 0.0, swq = 0.0;
     const double md = (double)m;
     if (mode == FL_CE_PLAIN) {
 #pragma omp simd reduction(+:s)
         for (ptrdiff_t j = 0; j < n; j++) {
-            FL_T e = from_e ? e_in[j] : FL_EXP(x[j * xs] - m);
+            FL_T e = FL_EXP(x[j * xs] - m);
             if (store) g[j * gs] = e;
             s += (double)e;
         }
@@ -131,7 +132,7 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
 #pragma omp simd reduction(+:s, swd)
         for (ptrdiff_t j = 0; j < n; j++) {
             FL_T xj = x[j * xs];
-            FL_T e = from_e ? e_in[j] : FL_EXP(xj - m);
+            FL_T e = FL_EXP(xj - m);
             if (store) g[j * gs] = e;
             s += (double)e;
             double d = (double)xj - md;
@@ -146,7 +147,7 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
 #pragma omp simd reduction(+:s, swd, swq)
         for (ptrdiff_t j = 0; j < n; j++) {
             FL_T xj = x[j * xs];
-            FL_T e = from_e ? e_in[j] : FL_EXP(xj - m);
+            FL_T e = FL_EXP(xj - m);
             if (store) g[j * gs] = e;
             s += (double)e;
             double wq = c1 * (double)q[j * qs] + c0;
@@ -195,13 +196,11 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
 }
 
 /* One lane in the rows layout: returns sw * l (0 for an ignored lane), writes it to
- * *loss_slot when given and the gradient row to g when grad.  from_e: the
- * exponentials were already computed into e_in with the shift m (flat layout). */
+ * *loss_slot when given and the gradient row to g when grad. */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g, ptrdiff_t gs,
               FL_T *loss_slot, ptrdiff_t n, const fl_ce_args *a, const fl_ce_lane *L,
-              const FL_T *e_in, FL_T m_in, const int mode, const int has_w, const int grad,
-              const int from_e)
+              const int mode, const int has_w, const int grad)
 {
     if (!L->active) {
         if (grad) {
@@ -212,72 +211,34 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
         return 0.0;
     }
     const double eps = a->label_smoothing;
-    const FL_T m = from_e ? m_in : FL_FN(row_max)(x, n, xs);
+    const FL_T m = FL_FN(row_max)(x, n, xs);
     /* d_y is read before pass 2, which may overwrite x (in place) */
     const double dy = mode == FL_CE_SOFT ? 0.0 : (double)x[L->y * xs] - (double)m;
     double swd, swq;
-    const double s = FL_FN(ce_row_sums)(x, xs, q, qs, e_in, g, gs, n, m, a->weight,
+    const double s = FL_FN(ce_row_sums)(x, xs, q, qs, g, gs, n, m, a->weight,
                                         1.0 - eps, eps / (double)n, &swd, &swq,
-                                        mode, has_w, grad && !from_e, from_e);
+                                        mode, has_w, grad);
     double l = 0.0;
     if (a->want_loss) {
         l = fl_ce_row_loss(a, L, n, mode, log(s), dy, swd, swq);
         if (loss_slot) *loss_slot = (FL_T)l;
     }
-    if (grad) {
-        if (from_e)
-            FL_FN(ce_row_grad)(e_in, 1, q, qs, g, gs, n, a, L, s, swq, mode, has_w);
-        else
-            FL_FN(ce_row_grad)(g, gs, q, qs, g, gs, n, a, L, s, swq, mode, has_w);
-    }
+    if (grad)   /* pass 3 reads the exponentials pass 2 stored in g */
+        FL_FN(ce_row_grad)(g, gs, q, qs, g, gs, n, a, L, s, swq, mode, has_w);
     return l;
-}
-
-/* ------------------------------------------------------------------ flat (short rows) */
-
-/* Packed rows [lb, le) of n <= FL_FLAT_MAX_N classes: exp runs over a block of rows as
- * one flat array (a loop along a row of 10 never reaches its vector body); the rest,
- * a few scalar operations per element, runs per row. */
-static inline __attribute__((always_inline)) double
-FL_FN(ce_flat)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3 *v,
-               const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le,
-               const int mode, const int has_w, const int grad)
-{
-    FL_T shift[FL_FLAT_ELEMS];    /* the row max, broadcast over the row */
-    FL_T e[FL_FLAT_ELEMS];
-    const ptrdiff_t n = v->n, block_rows = FL_FLAT_ELEMS / n;
-    double total = 0.0;
-    for (ptrdiff_t r0 = lb; r0 < le; r0 += block_rows) {
-        const ptrdiff_t nr = le - r0 < block_rows ? le - r0 : block_rows, len = nr * n;
-        const FL_T *xb = x + r0 * n;
-        for (ptrdiff_t r = 0; r < nr; r++) {
-            FL_T m = FL_FN(row_max)(xb + r * n, n, 1);
-            for (ptrdiff_t j = 0; j < n; j++) shift[r * n + j] = m;
-        }
-#pragma omp simd
-        for (ptrdiff_t k = 0; k < len; k++) e[k] = FL_EXP(xb[k] - shift[k]);
-        for (ptrdiff_t r = 0; r < nr; r++) {
-            const ptrdiff_t lane = r0 + r;
-            const fl_ce_lane L = fl_ce_lane_setup(a, lane, 0);
-            FL_T *slot = loss ? loss + lane * a->ls[0] : NULL;
-            total += FL_FN(ce_row)(xb + r * n, 1, mode == FL_CE_SOFT ? q + lane * n : NULL, 1,
-                                   grad ? g + lane * n : NULL, 1, slot, n, a, &L,
-                                   e + r * n, shift[r * n], mode, has_w, grad, 1);
-        }
-    }
-    return total;
 }
 
 /* ------------------------------------------------------------------ columns (inner > 1) */
 
-/* `len` lanes side by side (lanes i0 .. i0 + len - 1 of outer index o): element (c, i)
- * of x at x[c * xc + i * xi].  With xi == 1 (and gi, qi == 1) every inner loop is a
- * contiguous vector loop. */
+/* `len` lanes side by side: element (c, i) of x at x[c * xc + i * xi].  With xi == 1
+ * (and gi, qi == 1) every inner loop is a contiguous vector loop.  The lanes are
+ * i0 .. i0 + len - 1 of outer index o, or, with flat_lanes, the rows o .. o + len - 1
+ * of an input with inner == 1 (the flat layout).  Lane i's loss goes to loss[i * lstride]. */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff_t qc,
-               ptrdiff_t qi, FL_T *g, ptrdiff_t gc, ptrdiff_t gi, FL_T *loss,
+               ptrdiff_t qi, FL_T *g, ptrdiff_t gc, ptrdiff_t gi, FL_T *loss, ptrdiff_t lstride,
                ptrdiff_t n, ptrdiff_t len, const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i0,
-               const int mode, const int has_w, const int grad)
+               const int mode, const int has_w, const int grad, const int flat_lanes)
 {
     fl_ce_lane L[FL_COL_BLOCK];
     FL_T m[FL_COL_BLOCK];
@@ -285,7 +246,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     const double eps = a->label_smoothing, ec = eps / (double)n;
     const double *w = a->weight;
     for (ptrdiff_t i = 0; i < len; i++) {
-        L[i] = fl_ce_lane_setup(a, o, i0 + i);
+        L[i] = flat_lanes ? fl_ce_lane_setup(a, o + i, 0) : fl_ce_lane_setup(a, o, i0 + i);
         m[i] = -INFINITY;
         s[i] = swd[i] = swq[i] = 0.0;
     }
@@ -334,10 +295,13 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     }
     double total = 0.0;
     if (a->want_loss) {
+        double ls[FL_COL_BLOCK];
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) ls[i] = fl_log(s[i]);   /* vectorized, double */
         for (ptrdiff_t i = 0; i < len; i++) {
-            double l = L[i].active ? fl_ce_row_loss(a, &L[i], n, mode, log(s[i]), dy[i], swd[i], swq[i])
+            double l = L[i].active ? fl_ce_row_loss(a, &L[i], n, mode, ls[i], dy[i], swd[i], swq[i])
                                    : 0.0;
-            if (loss) loss[i * a->ls[1]] = (FL_T)l;
+            if (loss) loss[i * lstride] = (FL_T)l;
             total += l;
         }
     }
@@ -388,6 +352,44 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     return total;
 }
 
+/* ------------------------------------------------------------------ flat (short rows) */
+
+/* Packed rows [lb, le) of n <= FL_FLAT_MAX_N classes.  A loop along a row of 10 never
+ * reaches its vector body, and the row's max, sum and log would be horizontal
+ * reductions per row; so blocks of FL_COL_BLOCK rows are transposed into an L1
+ * buffer and run through the columns code, where every step is a vector loop across
+ * rows, and the gradient is transposed back. */
+static inline __attribute__((always_inline)) double
+FL_FN(ce_flat)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3 *v,
+               const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le,
+               const int mode, const int has_w, const int grad)
+{
+    FL_T xt[FL_FLAT_MAX_N * FL_COL_BLOCK], qt[FL_FLAT_MAX_N * FL_COL_BLOCK];
+    FL_T gt[FL_FLAT_MAX_N * FL_COL_BLOCK];
+    const ptrdiff_t n = v->n;
+    double total = 0.0;
+    for (ptrdiff_t r0 = lb, len; r0 < le; r0 += len) {
+        len = le - r0 < FL_COL_BLOCK ? le - r0 : FL_COL_BLOCK;
+        const FL_T *xb = x + r0 * n;
+        for (ptrdiff_t j = 0; j < n; j++)
+            for (ptrdiff_t r = 0; r < len; r++) xt[j * len + r] = xb[r * n + j];
+        if (mode == FL_CE_SOFT) {
+            const FL_T *qb = q + r0 * n;
+            for (ptrdiff_t j = 0; j < n; j++)
+                for (ptrdiff_t r = 0; r < len; r++) qt[j * len + r] = qb[r * n + j];
+        }
+        total += FL_FN(ce_cols)(xt, len, 1, qt, len, 1, gt, len, 1,
+                                loss ? loss + r0 * a->ls[0] : NULL, a->ls[0], n, len, a,
+                                r0, 0, mode, has_w, grad, 1);
+        if (grad) {
+            FL_T *gb = g + r0 * n;
+            for (ptrdiff_t r = 0; r < len; r++)
+                for (ptrdiff_t j = 0; j < n; j++) gb[r * n + j] = gt[j * len + r];
+        }
+    }
+    return total;
+}
+
 /* ------------------------------------------------------------------ entry point */
 
 static inline __attribute__((always_inline)) double
@@ -412,11 +414,10 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
             FL_T *gr = grad ? g + o * v->so[0] + i * v->so[2] : NULL;
             FL_T *slot = loss ? loss + o * a->ls[0] + i * a->ls[1] : NULL;
             if (unit)   /* contiguous rows: unit strides are constants, loops vectorize */
-                total += FL_FN(ce_row)(xr, 1, qr, 1, gr, 1, slot, n, a, &L, NULL, 0,
-                                       mode, has_w, grad, 0);
+                total += FL_FN(ce_row)(xr, 1, qr, 1, gr, 1, slot, n, a, &L, mode, has_w, grad);
             else
                 total += FL_FN(ce_row)(xr, v->sa[1], qr, v->sb[1], gr, v->so[1], slot, n, a,
-                                       &L, NULL, 0, mode, has_w, grad, 0);
+                                       &L, mode, has_w, grad);
         }
         return total;
     }
@@ -429,11 +430,11 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
         FL_T *lossb = loss ? loss + o * a->ls[0] + i0 * a->ls[1] : NULL;
         if (unit)
             total += FL_FN(ce_cols)(xb, v->sa[1], 1, qb, v->sb[1], 1, gb, v->so[1], 1, lossb,
-                                    n, len, a, o, i0, mode, has_w, grad);
+                                    a->ls[1], n, len, a, o, i0, mode, has_w, grad, 0);
         else
             total += FL_FN(ce_cols)(xb, v->sa[1], v->sa[2], qb, v->sb[1], v->sb[2], gb,
-                                    v->so[1], v->so[2], lossb, n, len, a, o, i0,
-                                    mode, has_w, grad);
+                                    v->so[1], v->so[2], lossb, a->ls[1], n, len, a, o, i0,
+                                    mode, has_w, grad, 0);
     }
     return total;
 }
@@ -478,6 +479,14 @@ FL_FN(nll_lanes)(const FL_T *x, FL_T *g, FL_T *loss, const fl_view3 *v, const fl
         total += l;
     }
     if (!g) return total;
+    if (a->grad_zeroed) {   /* the buffer holds zeros already: only the target entries */
+        for (ptrdiff_t r = lb; r < le; r++) {
+            const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
+            const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
+            if (L.active) g[o * v->so[0] + L.y * v->so[1] + i * v->so[2]] = (FL_T)(-L.gc * L.wy);
+        }
+        return total;
+    }
     if (v->inner == 1 || v->so[1] == 1) {   /* rows */
         for (ptrdiff_t r = lb; r < le; r++) {
             const ptrdiff_t o = r / v->inner, i = r - o * v->inner;

@@ -64,6 +64,7 @@ typedef struct {
     double grad_scale0;             /* d reduced loss / d loss_i ("mean": 1 / denominator) */
     ptrdiff_t ls[2];                /* strides of the per-lane loss output, if any */
     int want_loss;                  /* 0: only the gradient is wanted */
+    int grad_zeroed;                /* nll: grad holds zeros already (write the targets only) */
 } fl_ce_args;
 
 /* Fused cross-entropy over lanes [lane_begin, lane_end): per lane the weighted loss
