@@ -375,13 +375,12 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
     weight = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
     grad = g3 = loss2 = None
     if want_grad:
-        # Zeros from calloc: pages nobody writes cost nothing, so the kernel writes only
-        # the one nonzero entry per row (as the fallback's np.zeros + put does).
-        grad = np.zeros_like(x)
+        # Zeros from calloc (np.zeros, not np.zeros_like, which writes them): pages
+        # nobody writes cost nothing, so the kernel writes only the one nonzero entry
+        # per row, as the fallback's np.zeros + put does.
+        order = "F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C"
+        grad = np.zeros(x.shape, x.dtype, order=order)
         g3 = class_axis_view(grad, ax)
-        if not np.may_share_memory(g3, grad):
-            grad = np.zeros(x.shape, x.dtype)
-            g3 = class_axis_view(grad, ax)
     if reduction == "none":
         loss_rows = np.empty(pb.row_shape, dtype=x.dtype)
         loss2 = pb.lanes(loss_rows)
