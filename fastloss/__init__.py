@@ -26,36 +26,40 @@ from fastloss._softmax import (  # noqa: E402
     softmax,
     softmax_backward,
 )
-# Until compiled wrappers exist for them, the cross-entropy family, the other losses
-# and the activations are the NumPy implementations.
-from fastloss.fallback import (  # noqa: E402
-    binary_cross_entropy,
-    binary_cross_entropy_with_grad,
-    binary_cross_entropy_with_logits,
-    binary_cross_entropy_with_logits_with_grad,
-    cross_entropy,
-    cross_entropy_backward,
-    cross_entropy_with_grad,
-    huber_loss,
-    huber_loss_with_grad,
-    kl_div,
-    kl_div_with_grad,
+from fastloss._activations import (  # noqa: E402
     leaky_relu,
     leaky_relu_backward,
-    mse_loss,
-    mse_loss_with_grad,
-    multi_margin_loss,
-    multi_margin_loss_with_grad,
-    nll_loss,
-    nll_loss_with_grad,
     relu,
     relu_backward,
     sigmoid,
     sigmoid_backward,
-    smooth_l1_loss,
-    smooth_l1_loss_with_grad,
     softplus,
     softplus_backward,
     tanh,
     tanh_backward,
+)
+from fastloss._losses import (  # noqa: E402
+    binary_cross_entropy,
+    binary_cross_entropy_with_grad,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_with_grad,
+    huber_loss,
+    huber_loss_with_grad,
+    kl_div,
+    kl_div_with_grad,
+    mse_loss,
+    mse_loss_with_grad,
+    multi_margin_loss,
+    multi_margin_loss_with_grad,
+    smooth_l1_loss,
+    smooth_l1_loss_with_grad,
+)
+# Until compiled wrappers exist for them, the cross-entropy family is the NumPy
+# implementation.
+from fastloss.fallback import (  # noqa: E402
+    cross_entropy,
+    cross_entropy_backward,
+    cross_entropy_with_grad,
+    nll_loss,
+    nll_loss_with_grad,
 )
