@@ -103,6 +103,13 @@ TARGET_ITEMSIZE = np.dtype(np.int64).itemsize  # class-index targets are int64
 PEER_NAMES = ("scipy", "torch", "jax", "sklearn")
 
 
+def _cores():
+    """Cores this process may run on (the affinity mask, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 # ---------------------------------------------------------------------------------------
 # Inputs: one pool per (shape, dtype), every array built once, deterministically
 # ---------------------------------------------------------------------------------------
@@ -650,10 +657,11 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
 
     Each contender gets one warm-up call (JIT compilation, first-touch of out buffers),
     then one timed call that sets how many calls make a sample (at least ``min_sample``
-    seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of A, B, C, ...: every contender sees the same
-    noise.  A contender whose warm-up raises is dropped (noted), unless it is the first
-    (fastloss), whose error propagates.  ``stats[name]`` has the per-call median, quartiles,
-    minimum and every sample, in seconds.
+    seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of
+    A, B, C, ...: every contender sees the same noise.  A contender whose warm-up raises
+    is dropped (noted), unless it is the first (fastloss), whose error propagates.
+    ``stats[name]`` has the per-call median, quartiles, minimum and every sample, in
+    seconds.
     """
     notes = [] if notes is None else notes
     kept, numbers, per_round = [], [], 0.0
@@ -837,7 +845,7 @@ class Settings:
     def resolved(self):
         s = Settings(**self.__dict__)
         if s.threads is None:
-            s.threads = tuple(sorted({1, os.cpu_count() or 1}))
+            s.threads = tuple(sorted({1, _cores()}))
         if s.repeats is None:
             s.repeats = QUICK_REPEATS if s.quick else REPEATS
         if s.budget is None:
@@ -1162,6 +1170,10 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         Peers to include when installed, among ``"scipy", "torch", "jax", "sklearn"``.
     json_file : str, optional
         Also write every figure as JSON there.
+    file : file-like, optional
+        Where the table goes (default stdout).
+    progress : callable or False, optional
+        Called with one line per step; default: print to stderr; False: silent.
 
     Returns
     -------
@@ -1173,11 +1185,16 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         shapes=None if shapes is None else tuple(tuple(s) for s in shapes),
         dtypes=None if dtypes is None else tuple(dtypes),
         threads=None if threads is None else tuple(threads),
-        repeats=repeats, quick=quick, peers=tuple(peers)), progress=progress)
+        repeats=repeats, quick=quick, peers=tuple(peers)),
+        progress=_stderr if progress is None else (progress or None))
     print(format_table(result), file=file or sys.stdout)
     if json_file:
         write_json(result, json_file)
     return result
+
+
+def _stderr(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def write_json(result, path):
@@ -1270,7 +1287,7 @@ def make_parser():
                    help="float32,float64 (default: both for the softmax and cross-entropy "
                         "families, float32 for the rest)")
     p.add_argument("--threads", type=_threads, metavar="N,...",
-                   help=f"thread counts (default: 1,{os.cpu_count()})")
+                   help=f"thread counts (default: 1,{_cores()})")
     p.add_argument("--repeats", type=_positive_int, metavar="R",
                    help=f"interleaved repeats per row (default {REPEATS}, "
                         f"{QUICK_REPEATS} with --quick)")
@@ -1315,9 +1332,7 @@ def main(argv=None):
         _list(sys.stdout)
         return 0
 
-    def progress(msg):
-        print(msg, file=sys.stderr, flush=True)
-
+    progress = _stderr
     settings = Settings(
         functions=args.functions, shapes=args.shapes, dtypes=args.dtypes,
         threads=args.threads, repeats=args.repeats, quick=args.quick, peers=args.peers,
