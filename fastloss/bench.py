@@ -265,7 +265,7 @@ class Ctx:
     threads: int = 1
 
 
-# --- peer builders: (pool, variant, ctx) -> Contender or None ---------------------------
+# --- peer builders: (name, pool, variant, ctx, input kinds) -> Contender or None ------
 def _peer(name, fn, allocates, note=""):
     return Contender(name, fn, allocates, note)
 
@@ -956,6 +956,7 @@ def run(settings=None, progress=None, **kwargs):
                         row_no += len(settings.threads)
                         result["skipped"].append({
                             "function": spec.name, "variant": variant,
+                            "shape": list(shape), "dtype": dtype,
                             "reason": "fastloss function has no out= parameter"})
                         continue
                     for threads in settings.threads:
@@ -1143,7 +1144,9 @@ def format_table(result):
     for s in skipped:
         where = f" {s['variant']}" if "variant" in s else ""
         if "shape" in s:
-            where += f" {'x'.join(map(str, s['shape']))} {s['dtype']} threads={s['threads']}"
+            where += f" {'x'.join(map(str, s['shape']))} {s['dtype']}"
+        if "threads" in s:
+            where += f" threads={s['threads']}"
         lines.append(f"  skipped: {s['function']}{where}: {s['reason']}")
     return "\n".join(lines)
 
