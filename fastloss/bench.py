@@ -1299,7 +1299,8 @@ def make_parser():
                         f"fewer (at least {MIN_REPEATS}); 0 = no limit (default "
                         f"{ROW_BUDGET_SECONDS}, {QUICK_ROW_BUDGET_SECONDS} with --quick)")
     p.add_argument("--min-sample", type=float, metavar="SECONDS",
-                   help="minimum duration of one timed sample (calls are repeated inside it)")
+                   help=f"minimum duration of one timed sample: the call repeats inside it "
+                        f"(default {MIN_SAMPLE_SECONDS}, {QUICK_MIN_SAMPLE_SECONDS} with --quick)")
     p.add_argument("--peers", type=_peers, default=PEER_NAMES, metavar="NAMES",
                    help="peers to include when installed: scipy,torch,jax,sklearn, all, none "
                         "(default all)")
