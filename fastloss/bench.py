@@ -85,6 +85,10 @@ ROW_BUDGET_SECONDS = 8.0
 QUICK_ROW_BUDGET_SECONDS = 0.4
 MIN_REPEATS = 3
 MAX_CALLS_PER_SAMPLE = 10_000
+# Pause before each timed sample: the previous contender's thread pool spin-waits after
+# its call (libgomp spins ~300k iterations by default, XLA's pool spins too) and would
+# take a core from the next contender's threads on a 2-core machine.
+SETTLE_SECONDS = 0.001
 # A warm-up call this many times longer than MIN_SAMPLE_SECONDS settles the sample size
 # (one call) by itself: no second calibration call for the large shapes.
 SLOW_CALL_SAMPLES = 20
@@ -658,8 +662,10 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
     Each contender gets one warm-up call (JIT compilation, first-touch of out buffers),
     then one timed call that sets how many calls make a sample (at least ``min_sample``
     seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of
-    A, B, C, ...: every contender sees the same noise.  A contender whose warm-up raises
-    is dropped (noted), unless it is the first (fastloss), whose error propagates.
+    A, B, C, ...: every contender sees the same noise.  Each sample starts after a
+    pause of SETTLE_SECONDS (untimed) so the previous contender's threads are idle.
+    A contender whose warm-up raises is dropped (noted), unless it is the first
+    (fastloss), whose error propagates.
     ``stats[name]`` has the per-call median, quartiles, minimum and every sample, in
     seconds.
     """
@@ -688,6 +694,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
     try:
         for _ in range(repeats):
             for j, c in enumerate(kept):
+                time.sleep(SETTLE_SECONDS)
                 samples[j].append(_time_calls(c.fn, numbers[j]))
     finally:
         if gc_was_enabled:
@@ -1075,9 +1082,10 @@ def format_table(result):
     ]
     if "loadavg_start" in m:
         end = m.get("loadavg_end")
-        lines.append(f"  load average: {m['loadavg_start'][0]:.2f} at the start"
+        lines.append(f"  load average (1 min): {m['loadavg_start'][0]:.2f} at the start"
                      + (f", {end[0]:.2f} at the end" if end else "")
-                     + f" (above 0 means other processes shared the {m.get('cpu_count')} cores)")
+                     + f" (this run adds about 1; more means other work shared the"
+                       f" {m.get('cpu_count')} cores)")
     for b in result.get("copy_bandwidth", []):
         lines.append(f"  copy bandwidth at {b['threads']} thread(s): {b['gb_per_s']:.1f} GB/s"
                      f" ({b['method']}; best {b['best_gb_per_s']:.1f})")
