@@ -83,6 +83,10 @@ ROW_BUDGET_SECONDS = 8.0
 QUICK_ROW_BUDGET_SECONDS = 0.6
 MIN_REPEATS = 3
 MAX_CALLS_PER_SAMPLE = 10_000
+# A time whose samples' interquartile range exceeds this fraction of their median is
+# marked noisy ("~" in the table): on 2 shared cores another process can take a core
+# from an OpenMP team for a whole scheduler time slice.
+NOISY_IQR = 0.25
 
 # The copy yardstick: two arrays of this size, 8x a 32 MiB L3, so the copy streams from
 # and to DRAM.  Bytes moved per copy = 2 x this (read + write), the STREAM convention.
@@ -370,30 +374,36 @@ def _scipy_builder(name, pool, variant, ctx, kinds):
     return None
 
 
-def _jax_builder(name, pool, variant, ctx, kinds):
-    jax, jnp = ctx.peers["jax"]["jax"], ctx.peers["jax"]["jnp"]
-
+def _jax_functions(jax, jnp):
     def ce(x, t):
         lp = jax.nn.log_softmax(x, axis=-1)
         return -jnp.mean(jnp.take_along_axis(lp, t[:, None], axis=-1))
 
-    jitted = {
-        "softmax": lambda x: jax.nn.softmax(x, axis=-1),
-        "log_softmax": lambda x: jax.nn.log_softmax(x, axis=-1),
-        "logsumexp": lambda x: jax.nn.logsumexp(x, axis=-1),
-        "cross_entropy": ce,
-        "cross_entropy_with_grad": jax.value_and_grad(ce),
+    return {
+        "softmax": jax.jit(lambda x: jax.nn.softmax(x, axis=-1)),
+        "log_softmax": jax.jit(lambda x: jax.nn.log_softmax(x, axis=-1)),
+        "logsumexp": jax.jit(lambda x: jax.nn.logsumexp(x, axis=-1)),
+        "cross_entropy": jax.jit(ce),
+        "cross_entropy_with_grad": jax.jit(jax.value_and_grad(ce)),
     }
+
+
+def _jax_builder(name, pool, variant, ctx, kinds):
+    jax, jnp = ctx.peers["jax"]["jax"], ctx.peers["jax"]["jnp"]
+    # one jitted function per name for the whole run: JAX compiles once per shape/dtype
+    jitted = ctx.peers["jax"].setdefault("jitted", None) or _jax_functions(jax, jnp)
+    ctx.peers["jax"]["jitted"] = jitted
     if name not in jitted:
         return None
     if name.startswith("cross_entropy") and len(pool.shape) != 2:
         return None
-    f = jax.jit(jitted[name])
+    f = jitted[name]
     args = [jax.device_put(pool["logits"])]  # one copy into JAX's memory, made here
     if name.startswith("cross_entropy"):
         args.append(jax.device_put(pool["target"]))
     allocates = name in ("softmax", "log_softmax", "cross_entropy_with_grad")
-    return _peer("jax", lambda: jax.block_until_ready(f(*args)), allocates, "jax.jit")
+    return _peer("jax", lambda: jax.block_until_ready(f(*args)), allocates,
+                 "jax.jit; its thread pool is XLA's own (all cores), not set per row")
 
 
 def _sklearn_builder(name, pool, variant, ctx, kinds):
@@ -656,7 +666,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
         numbers.append(number)
         per_round += number * t
     if budget and per_round * repeats > budget:
-        repeats = max(MIN_REPEATS, int(budget / per_round))
+        repeats = max(min(MIN_REPEATS, repeats), int(budget / per_round))
     samples = [[] for _ in kept]
     gc_was_enabled = gc.isenabled()
     gc.collect()
@@ -674,6 +684,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
         stats[c.name] = {
             "median": statistics.median(s), "q1": q[0], "q3": q[2], "min": min(s),
             "calls_per_sample": number, "samples": s,
+            "noisy": (q[2] - q[0]) > NOISY_IQR * statistics.median(s),
         }
     return kept, stats, repeats
 
@@ -781,6 +792,8 @@ def machine_info():
                     break
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        info["loadavg_start"] = list(os.getloadavg())
     return info
 
 
@@ -869,6 +882,10 @@ def run(settings=None, progress=None, **kwargs):
     say = progress or (lambda msg: None)
     if settings.backend:
         fastloss.set_backend(settings.backend)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5:
+        say(f"note: load average {load:.2f} before the run: other processes share the "
+            "cores, expect noisy times (marked ~)")
     peers = Peers(settings.peers)
     for name, why in peers.missing.items():
         say(f"peer {name} not available ({why.splitlines()[0][:100]})")
@@ -946,6 +963,8 @@ def run(settings=None, progress=None, **kwargs):
         say("interrupted: reporting the rows measured so far")
     finally:
         fastloss.set_num_threads(saved_threads)
+    if hasattr(os, "getloadavg"):
+        result["machine"]["loadavg_end"] = list(os.getloadavg())
     return result
 
 
@@ -988,7 +1007,7 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
         "contender_notes": {k.name: k.note for k in kept if k.note},
         "stats_ms": {
             name: {"q1": s["q1"] * 1e3, "q3": s["q3"] * 1e3, "min": s["min"] * 1e3,
-                   "calls_per_sample": s["calls_per_sample"],
+                   "calls_per_sample": s["calls_per_sample"], "noisy": s["noisy"],
                    "samples": [x * 1e3 for x in s["samples"]]}
             for name, s in stats.items()},
         "gb_per_s": gbps,
@@ -1033,6 +1052,11 @@ def format_table(result):
         f"  CPU: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores"
         f" ({' '.join(m.get('simd_flags', []))})",
     ]
+    if "loadavg_start" in m:
+        end = m.get("loadavg_end")
+        lines.append(f"  load average: {m['loadavg_start'][0]:.2f} at the start"
+                     + (f", {end[0]:.2f} at the end" if end else "")
+                     + f" (above 0 means other processes shared the {m.get('cpu_count')} cores)")
     for b in result.get("copy_bandwidth", []):
         lines.append(f"  copy bandwidth at {b['threads']} thread(s): {b['gb_per_s']:.1f} GB/s"
                      f" ({b['method']}; best {b['best_gb_per_s']:.1f})")
@@ -1045,7 +1069,9 @@ def format_table(result):
         "  output: fresh = each call allocates its output; out= = a preallocated output"
         " reused; out=logits = the gradient overwrites the logits.",
         "  GB/s = bytes the call must move (reads + writes, see --json) / fastloss time;"
-        " %copy = that / the copy bandwidth at the same thread count.",
+        " %copy = that / the copy bandwidth at the same thread count",
+        "  (over 100% when the data stays in cache, or when a call reads more than it writes).",
+        f"  ~ = noisy: the samples' interquartile range exceeds {NOISY_IQR:.0%} of their median.",
     ]
     if result.get("interrupted"):
         lines.append("  INTERRUPTED: partial results.")
@@ -1058,13 +1084,19 @@ def format_table(result):
                                          r["shape"][-1], r["shape"], r["dtype"],
                                          r["threads"])):
         t = r["times_ms"]
+        stats = r.get("stats_ms", {})
+
+        def ms(name):
+            noisy = stats.get(name, {}).get("noisy")
+            return _fmt_ms(t.get(name)) + ("~" if noisy else "")
+
         cells = [r["function"], r["variant"], "x".join(map(str, r["shape"])), r["dtype"],
-                 str(r["threads"]), _fmt_ms(t["fastloss"]), _fmt_ms(t.get("fallback")),
+                 str(r["threads"]), ms("fastloss"), ms("fallback"),
                  _fmt_x(r["speedup"].get("fallback"))]
         for p in peers:
             if p in t:
                 star = "*" if r["allocates"].get(p) and not r["allocates"]["fastloss"] else ""
-                cells.append(f"{_fmt_ms(t[p])} ({r['speedup'][p]:.2f}{star})")
+                cells.append(f"{ms(p)} ({r['speedup'][p]:.2f}{star})")
             else:
                 cells.append("-")
         pct = r.get("pct_copy_bandwidth")
