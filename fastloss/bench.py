@@ -66,9 +66,11 @@ OTHER_SHAPES = ((4096, 4096),)
 CORE_DTYPES = ("float32", "float64")
 OTHER_DTYPES = ("float32",)
 
-QUICK_SOFTMAX_SHAPES = ((8192, 1000),)
-QUICK_CROSS_ENTROPY_SHAPES = ((8192, 1000),)
-QUICK_OTHER_SHAPES = ((1024, 1024),)
+# --quick: 16 MB at float32, clear of glibc's 32 MiB mmap threshold (whose allocation
+# noise needs more repeats than --quick has), and cache-sized elementwise arrays.
+QUICK_SOFTMAX_SHAPES = ((4096, 1000),)
+QUICK_CROSS_ENTROPY_SHAPES = ((4096, 1000),)
+QUICK_OTHER_SHAPES = ((512, 1024),)
 QUICK_DTYPES = ("float32",)
 
 REPEATS = 15
@@ -80,9 +82,12 @@ QUICK_MIN_SAMPLE_SECONDS = 0.002
 # Per row: when one round over the contenders would make the row longer than this, the
 # row runs fewer repeats (never fewer than MIN_REPEATS).
 ROW_BUDGET_SECONDS = 8.0
-QUICK_ROW_BUDGET_SECONDS = 0.6
+QUICK_ROW_BUDGET_SECONDS = 0.4
 MIN_REPEATS = 3
 MAX_CALLS_PER_SAMPLE = 10_000
+# A warm-up call this many times longer than MIN_SAMPLE_SECONDS settles the sample size
+# (one call) by itself: no second calibration call for the large shapes.
+SLOW_CALL_SAMPLES = 20
 # A time whose samples' interquartile range exceeds this fraction of their median is
 # marked noisy ("~" in the table): on 2 shared cores another process can take a core
 # from an OpenMP team for a whole scheduler time slice.
@@ -96,6 +101,13 @@ COPY_REPEATS = 7
 TARGET_ITEMSIZE = np.dtype(np.int64).itemsize  # class-index targets are int64
 
 PEER_NAMES = ("scipy", "torch", "jax", "sklearn")
+
+
+def _cores():
+    """Cores this process may run on (the affinity mask, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,7 +265,7 @@ class Ctx:
     threads: int = 1
 
 
-# --- peer builders: (pool, variant, ctx) -> Contender or None ---------------------------
+# --- peer builders: (name, pool, variant, ctx, input kinds) -> Contender or None ------
 def _peer(name, fn, allocates, note=""):
     return Contender(name, fn, allocates, note)
 
@@ -298,12 +310,12 @@ TORCH_BUILDERS = {
         lambda t, F, X: t.log_softmax(X, -1), lambda t, F, X, Y: t.log_softmax(X, -1, out=Y)),
     "softmax_backward": _torch_unary(
         lambda t, F, G, Yv: t._softmax_backward_data(G, Yv, -1, G.dtype),
-        lambda t, F, G, Yv, O: t.ops.aten._softmax_backward_data.out(
-            G, Yv, -1, G.dtype, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten._softmax_backward_data.out(
+            G, Yv, -1, G.dtype, grad_input=GI)),
     "log_softmax_backward": _torch_unary(
         lambda t, F, G, Yv: t._log_softmax_backward_data(G, Yv, -1, G.dtype),
-        lambda t, F, G, Yv, O: t.ops.aten._log_softmax_backward_data.out(
-            G, Yv, -1, G.dtype, out=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten._log_softmax_backward_data.out(
+            G, Yv, -1, G.dtype, out=GI)),
     "sigmoid": _torch_unary(
         lambda t, F, X: t.sigmoid(X), lambda t, F, X, Y: t.sigmoid(X, out=Y)),
     "tanh": _torch_unary(lambda t, F, X: t.tanh(X), lambda t, F, X, Y: t.tanh(X, out=Y)),
@@ -317,21 +329,21 @@ TORCH_BUILDERS = {
         lambda t, F, X, Y: t._C._nn.softplus(X, 1.0, 20.0, out=Y)),
     "sigmoid_backward": _torch_unary(
         lambda t, F, G, Yv: t.ops.aten.sigmoid_backward(G, Yv),
-        lambda t, F, G, Yv, O: t.ops.aten.sigmoid_backward.grad_input(G, Yv, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten.sigmoid_backward.grad_input(G, Yv, grad_input=GI)),
     "tanh_backward": _torch_unary(
         lambda t, F, G, Yv: t.ops.aten.tanh_backward(G, Yv),
-        lambda t, F, G, Yv, O: t.ops.aten.tanh_backward.grad_input(G, Yv, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten.tanh_backward.grad_input(G, Yv, grad_input=GI)),
     "relu_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.threshold_backward(G, X, 0),
-        lambda t, F, G, X, O: t.ops.aten.threshold_backward.grad_input(G, X, 0, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.threshold_backward.grad_input(G, X, 0, grad_input=GI)),
     "leaky_relu_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.leaky_relu_backward(G, X, 0.01, False),
-        lambda t, F, G, X, O: t.ops.aten.leaky_relu_backward.grad_input(
-            G, X, 0.01, False, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.leaky_relu_backward.grad_input(
+            G, X, 0.01, False, grad_input=GI)),
     "softplus_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.softplus_backward(G, X, 1.0, 20.0),
-        lambda t, F, G, X, O: t.ops.aten.softplus_backward.grad_input(
-            G, X, 1.0, 20.0, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.softplus_backward.grad_input(
+            G, X, 1.0, 20.0, grad_input=GI)),
 }
 
 
@@ -645,17 +657,19 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
 
     Each contender gets one warm-up call (JIT compilation, first-touch of out buffers),
     then one timed call that sets how many calls make a sample (at least ``min_sample``
-    seconds).  Then ``repeats`` rounds of A, B, C, ...: every contender sees the same
-    noise.  A contender whose warm-up raises is dropped (noted), unless it is the first
-    (fastloss), whose error propagates.  ``stats[name]`` has the per-call median, quartiles,
-    minimum and every sample, in seconds.
+    seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of
+    A, B, C, ...: every contender sees the same noise.  A contender whose warm-up raises
+    is dropped (noted), unless it is the first (fastloss), whose error propagates.
+    ``stats[name]`` has the per-call median, quartiles, minimum and every sample, in
+    seconds.
     """
     notes = [] if notes is None else notes
     kept, numbers, per_round = [], [], 0.0
     for i, c in enumerate(contenders):
         try:
-            c.fn()
-            t = _time_calls(c.fn, 1)
+            t = _time_calls(c.fn, 1)  # warm-up
+            if t < SLOW_CALL_SAMPLES * min_sample:  # else one call per sample anyway
+                t = _time_calls(c.fn, 1)
         except Exception as exc:  # noqa: BLE001
             if i == 0:
                 raise
@@ -742,7 +756,7 @@ def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progre
         for t in threads_list:
             fastloss.set_num_threads(t)
             if stream_copy is not None:
-                fn, threaded = (lambda: stream_copy(dst, src, t)), True
+                fn, threaded = (lambda t=t: stream_copy(dst, src, t)), True
                 method = "fastloss._lib.kernels.stream_copy"
             else:
                 fn, threaded = (lambda: np.copyto(dst, src)), False
@@ -831,7 +845,7 @@ class Settings:
     def resolved(self):
         s = Settings(**self.__dict__)
         if s.threads is None:
-            s.threads = tuple(sorted({1, os.cpu_count() or 1}))
+            s.threads = tuple(sorted({1, _cores()}))
         if s.repeats is None:
             s.repeats = QUICK_REPEATS if s.quick else REPEATS
         if s.budget is None:
@@ -932,30 +946,36 @@ def run(settings=None, progress=None, **kwargs):
         bandwidth = {b["threads"]: b["gb_per_s"] for b in result["copy_bandwidth"]}
         for (shape, dtype), specs in groups:
             say(f"inputs {'x'.join(map(str, shape))} {dtype}")
+            t_group = time.perf_counter()
             pool = InputPool(shape, dtype)
             for spec in specs:
                 fl_fn = getattr(fastloss, spec.name)
                 fb_fn = getattr(fallback, spec.name, None) if fallback else None
                 for variant in spec.variants:
-                    if variant == "out=" and _accepts(fl_fn, "out") is False:
+                    if variant != "fresh" and _accepts(fl_fn, "out") is False:
                         row_no += len(settings.threads)
                         result["skipped"].append({
                             "function": spec.name, "variant": variant,
+                            "shape": list(shape), "dtype": dtype,
                             "reason": "fastloss function has no out= parameter"})
                         continue
                     for threads in settings.threads:
                         row_no += 1
                         label = (f"[{row_no}/{n_rows}] {spec.name} {variant} "
                                  f"{'x'.join(map(str, shape))} {dtype} threads={threads}")
+                        t0 = time.perf_counter()
                         row = _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn,
                                        settings, bandwidth, label, say)
-                        if row is not None:
+                        if isinstance(row, dict):
+                            row["wall_seconds"] = time.perf_counter() - t0
                             result["results"].append(row)
                         else:
                             result["skipped"].append({
                                 "function": spec.name, "variant": variant,
                                 "shape": list(shape), "dtype": dtype, "threads": threads,
-                                "reason": "fastloss call failed (see progress output)"})
+                                "reason": f"fastloss call failed: {row}"})
+            say(f"{'x'.join(map(str, shape))} {dtype} done in "
+                f"{time.perf_counter() - t_group:.1f} s")
             del pool
             gc.collect()
     except KeyboardInterrupt:
@@ -969,6 +989,7 @@ def run(settings=None, progress=None, **kwargs):
 
 
 def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidth, label, say):
+    """One row: the result dict, or the error's text when the fastloss call fails."""
     import fastloss
 
     fastloss.set_num_threads(threads)
@@ -983,7 +1004,7 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
                 contenders, settings.repeats, settings.min_sample, settings.budget, notes)
     except Exception as exc:  # noqa: BLE001 - the row is skipped, the run goes on
         say(f"{label}: fastloss failed: {type(exc).__name__}: {exc}")
-        return None
+        return f"{type(exc).__name__}: {exc}"
     finally:
         contenders = None  # free in-place copies and out= buffers now
     n, c = _rows(pool.shape)
@@ -1031,7 +1052,7 @@ def _fmt_ms(ms):
         return f"{ms:.1f}"
     if ms >= 1:
         return f"{ms:.2f}"
-    return f"{ms:.4f}"
+    return f"{ms:.3g}"
 
 
 def _fmt_x(x):
@@ -1084,11 +1105,10 @@ def format_table(result):
                                          r["shape"][-1], r["shape"], r["dtype"],
                                          r["threads"])):
         t = r["times_ms"]
-        stats = r.get("stats_ms", {})
 
-        def ms(name):
-            noisy = stats.get(name, {}).get("noisy")
-            return _fmt_ms(t.get(name)) + ("~" if noisy else "")
+        def ms(name, r=r):
+            noisy = r.get("stats_ms", {}).get(name, {}).get("noisy")
+            return _fmt_ms(r["times_ms"].get(name)) + ("~" if noisy else "")
 
         cells = [r["function"], r["variant"], "x".join(map(str, r["shape"])), r["dtype"],
                  str(r["threads"]), ms("fastloss"), ms("fallback"),
@@ -1123,6 +1143,10 @@ def format_table(result):
         lines.append(f"  note: {fn}: {n}")
     for s in skipped:
         where = f" {s['variant']}" if "variant" in s else ""
+        if "shape" in s:
+            where += f" {'x'.join(map(str, s['shape']))} {s['dtype']}"
+        if "threads" in s:
+            where += f" threads={s['threads']}"
         lines.append(f"  skipped: {s['function']}{where}: {s['reason']}")
     return "\n".join(lines)
 
@@ -1149,6 +1173,10 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         Peers to include when installed, among ``"scipy", "torch", "jax", "sklearn"``.
     json_file : str, optional
         Also write every figure as JSON there.
+    file : file-like, optional
+        Where the table goes (default stdout).
+    progress : callable or False, optional
+        Called with one line per step; default: print to stderr; False: silent.
 
     Returns
     -------
@@ -1160,11 +1188,16 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         shapes=None if shapes is None else tuple(tuple(s) for s in shapes),
         dtypes=None if dtypes is None else tuple(dtypes),
         threads=None if threads is None else tuple(threads),
-        repeats=repeats, quick=quick, peers=tuple(peers)), progress=progress)
+        repeats=repeats, quick=quick, peers=tuple(peers)),
+        progress=_stderr if progress is None else (progress or None))
     print(format_table(result), file=file or sys.stdout)
     if json_file:
         write_json(result, json_file)
     return result
+
+
+def _stderr(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def write_json(result, path):
@@ -1257,7 +1290,7 @@ def make_parser():
                    help="float32,float64 (default: both for the softmax and cross-entropy "
                         "families, float32 for the rest)")
     p.add_argument("--threads", type=_threads, metavar="N,...",
-                   help=f"thread counts (default: 1,{os.cpu_count()})")
+                   help=f"thread counts (default: 1,{_cores()})")
     p.add_argument("--repeats", type=_positive_int, metavar="R",
                    help=f"interleaved repeats per row (default {REPEATS}, "
                         f"{QUICK_REPEATS} with --quick)")
@@ -1266,7 +1299,8 @@ def make_parser():
                         f"fewer (at least {MIN_REPEATS}); 0 = no limit (default "
                         f"{ROW_BUDGET_SECONDS}, {QUICK_ROW_BUDGET_SECONDS} with --quick)")
     p.add_argument("--min-sample", type=float, metavar="SECONDS",
-                   help="minimum duration of one timed sample (calls are repeated inside it)")
+                   help=f"minimum duration of one timed sample: the call repeats inside it "
+                        f"(default {MIN_SAMPLE_SECONDS}, {QUICK_MIN_SAMPLE_SECONDS} with --quick)")
     p.add_argument("--peers", type=_peers, default=PEER_NAMES, metavar="NAMES",
                    help="peers to include when installed: scipy,torch,jax,sklearn, all, none "
                         "(default all)")
@@ -1302,9 +1336,7 @@ def main(argv=None):
         _list(sys.stdout)
         return 0
 
-    def progress(msg):
-        print(msg, file=sys.stderr, flush=True)
-
+    progress = _stderr
     settings = Settings(
         functions=args.functions, shapes=args.shapes, dtypes=args.dtypes,
         threads=args.threads, repeats=args.repeats, quick=args.quick, peers=args.peers,
