@@ -66,9 +66,11 @@ OTHER_SHAPES = ((4096, 4096),)
 CORE_DTYPES = ("float32", "float64")
 OTHER_DTYPES = ("float32",)
 
-QUICK_SOFTMAX_SHAPES = ((8192, 1000),)
-QUICK_CROSS_ENTROPY_SHAPES = ((8192, 1000),)
-QUICK_OTHER_SHAPES = ((1024, 1024),)
+# --quick: 16 MB at float32, clear of glibc's 32 MiB mmap threshold (whose allocation
+# noise needs more repeats than --quick has), and cache-sized elementwise arrays.
+QUICK_SOFTMAX_SHAPES = ((4096, 1000),)
+QUICK_CROSS_ENTROPY_SHAPES = ((4096, 1000),)
+QUICK_OTHER_SHAPES = ((512, 1024),)
 QUICK_DTYPES = ("float32",)
 
 REPEATS = 15
@@ -80,9 +82,20 @@ QUICK_MIN_SAMPLE_SECONDS = 0.002
 # Per row: when one round over the contenders would make the row longer than this, the
 # row runs fewer repeats (never fewer than MIN_REPEATS).
 ROW_BUDGET_SECONDS = 8.0
-QUICK_ROW_BUDGET_SECONDS = 0.6
+QUICK_ROW_BUDGET_SECONDS = 0.4
 MIN_REPEATS = 3
 MAX_CALLS_PER_SAMPLE = 10_000
+# Pause before each timed sample: the previous contender's thread pool spin-waits after
+# its call (libgomp spins ~300k iterations by default, XLA's pool spins too) and would
+# take a core from the next contender's threads on a 2-core machine.
+SETTLE_SECONDS = 0.001
+# A warm-up call this many times longer than MIN_SAMPLE_SECONDS settles the sample size
+# (one call) by itself: no second calibration call for the large shapes.
+SLOW_CALL_SAMPLES = 20
+# A time whose samples' interquartile range exceeds this fraction of their median is
+# marked noisy ("~" in the table): on 2 shared cores another process can take a core
+# from an OpenMP team for a whole scheduler time slice.
+NOISY_IQR = 0.25
 
 # The copy yardstick: two arrays of this size, 8x a 32 MiB L3, so the copy streams from
 # and to DRAM.  Bytes moved per copy = 2 x this (read + write), the STREAM convention.
@@ -92,6 +105,13 @@ COPY_REPEATS = 7
 TARGET_ITEMSIZE = np.dtype(np.int64).itemsize  # class-index targets are int64
 
 PEER_NAMES = ("scipy", "torch", "jax", "sklearn")
+
+
+def _cores():
+    """Cores this process may run on (the affinity mask, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,7 +269,7 @@ class Ctx:
     threads: int = 1
 
 
-# --- peer builders: (pool, variant, ctx) -> Contender or None ---------------------------
+# --- peer builders: (name, pool, variant, ctx, input kinds) -> Contender or None ------
 def _peer(name, fn, allocates, note=""):
     return Contender(name, fn, allocates, note)
 
@@ -294,12 +314,12 @@ TORCH_BUILDERS = {
         lambda t, F, X: t.log_softmax(X, -1), lambda t, F, X, Y: t.log_softmax(X, -1, out=Y)),
     "softmax_backward": _torch_unary(
         lambda t, F, G, Yv: t._softmax_backward_data(G, Yv, -1, G.dtype),
-        lambda t, F, G, Yv, O: t.ops.aten._softmax_backward_data.out(
-            G, Yv, -1, G.dtype, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten._softmax_backward_data.out(
+            G, Yv, -1, G.dtype, grad_input=GI)),
     "log_softmax_backward": _torch_unary(
         lambda t, F, G, Yv: t._log_softmax_backward_data(G, Yv, -1, G.dtype),
-        lambda t, F, G, Yv, O: t.ops.aten._log_softmax_backward_data.out(
-            G, Yv, -1, G.dtype, out=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten._log_softmax_backward_data.out(
+            G, Yv, -1, G.dtype, out=GI)),
     "sigmoid": _torch_unary(
         lambda t, F, X: t.sigmoid(X), lambda t, F, X, Y: t.sigmoid(X, out=Y)),
     "tanh": _torch_unary(lambda t, F, X: t.tanh(X), lambda t, F, X, Y: t.tanh(X, out=Y)),
@@ -313,21 +333,21 @@ TORCH_BUILDERS = {
         lambda t, F, X, Y: t._C._nn.softplus(X, 1.0, 20.0, out=Y)),
     "sigmoid_backward": _torch_unary(
         lambda t, F, G, Yv: t.ops.aten.sigmoid_backward(G, Yv),
-        lambda t, F, G, Yv, O: t.ops.aten.sigmoid_backward.grad_input(G, Yv, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten.sigmoid_backward.grad_input(G, Yv, grad_input=GI)),
     "tanh_backward": _torch_unary(
         lambda t, F, G, Yv: t.ops.aten.tanh_backward(G, Yv),
-        lambda t, F, G, Yv, O: t.ops.aten.tanh_backward.grad_input(G, Yv, grad_input=O)),
+        lambda t, F, G, Yv, GI: t.ops.aten.tanh_backward.grad_input(G, Yv, grad_input=GI)),
     "relu_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.threshold_backward(G, X, 0),
-        lambda t, F, G, X, O: t.ops.aten.threshold_backward.grad_input(G, X, 0, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.threshold_backward.grad_input(G, X, 0, grad_input=GI)),
     "leaky_relu_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.leaky_relu_backward(G, X, 0.01, False),
-        lambda t, F, G, X, O: t.ops.aten.leaky_relu_backward.grad_input(
-            G, X, 0.01, False, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.leaky_relu_backward.grad_input(
+            G, X, 0.01, False, grad_input=GI)),
     "softplus_backward": _torch_unary(
         lambda t, F, G, X: t.ops.aten.softplus_backward(G, X, 1.0, 20.0),
-        lambda t, F, G, X, O: t.ops.aten.softplus_backward.grad_input(
-            G, X, 1.0, 20.0, grad_input=O)),
+        lambda t, F, G, X, GI: t.ops.aten.softplus_backward.grad_input(
+            G, X, 1.0, 20.0, grad_input=GI)),
 }
 
 
@@ -370,30 +390,36 @@ def _scipy_builder(name, pool, variant, ctx, kinds):
     return None
 
 
-def _jax_builder(name, pool, variant, ctx, kinds):
-    jax, jnp = ctx.peers["jax"]["jax"], ctx.peers["jax"]["jnp"]
-
+def _jax_functions(jax, jnp):
     def ce(x, t):
         lp = jax.nn.log_softmax(x, axis=-1)
         return -jnp.mean(jnp.take_along_axis(lp, t[:, None], axis=-1))
 
-    jitted = {
-        "softmax": lambda x: jax.nn.softmax(x, axis=-1),
-        "log_softmax": lambda x: jax.nn.log_softmax(x, axis=-1),
-        "logsumexp": lambda x: jax.nn.logsumexp(x, axis=-1),
-        "cross_entropy": ce,
-        "cross_entropy_with_grad": jax.value_and_grad(ce),
+    return {
+        "softmax": jax.jit(lambda x: jax.nn.softmax(x, axis=-1)),
+        "log_softmax": jax.jit(lambda x: jax.nn.log_softmax(x, axis=-1)),
+        "logsumexp": jax.jit(lambda x: jax.nn.logsumexp(x, axis=-1)),
+        "cross_entropy": jax.jit(ce),
+        "cross_entropy_with_grad": jax.jit(jax.value_and_grad(ce)),
     }
+
+
+def _jax_builder(name, pool, variant, ctx, kinds):
+    jax, jnp = ctx.peers["jax"]["jax"], ctx.peers["jax"]["jnp"]
+    # one jitted function per name for the whole run: JAX compiles once per shape/dtype
+    jitted = ctx.peers["jax"].setdefault("jitted", None) or _jax_functions(jax, jnp)
+    ctx.peers["jax"]["jitted"] = jitted
     if name not in jitted:
         return None
     if name.startswith("cross_entropy") and len(pool.shape) != 2:
         return None
-    f = jax.jit(jitted[name])
+    f = jitted[name]
     args = [jax.device_put(pool["logits"])]  # one copy into JAX's memory, made here
     if name.startswith("cross_entropy"):
         args.append(jax.device_put(pool["target"]))
     allocates = name in ("softmax", "log_softmax", "cross_entropy_with_grad")
-    return _peer("jax", lambda: jax.block_until_ready(f(*args)), allocates, "jax.jit")
+    return _peer("jax", lambda: jax.block_until_ready(f(*args)), allocates,
+                 "jax.jit; its thread pool is XLA's own (all cores), not set per row")
 
 
 def _sklearn_builder(name, pool, variant, ctx, kinds):
@@ -635,17 +661,21 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
 
     Each contender gets one warm-up call (JIT compilation, first-touch of out buffers),
     then one timed call that sets how many calls make a sample (at least ``min_sample``
-    seconds).  Then ``repeats`` rounds of A, B, C, ...: every contender sees the same
-    noise.  A contender whose warm-up raises is dropped (noted), unless it is the first
-    (fastloss), whose error propagates.  ``stats[name]`` has the per-call median, quartiles,
-    minimum and every sample, in seconds.
+    seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of
+    A, B, C, ...: every contender sees the same noise.  Each sample starts after a
+    pause of SETTLE_SECONDS (untimed) so the previous contender's threads are idle.
+    A contender whose warm-up raises is dropped (noted), unless it is the first
+    (fastloss), whose error propagates.
+    ``stats[name]`` has the per-call median, quartiles, minimum and every sample, in
+    seconds.
     """
     notes = [] if notes is None else notes
     kept, numbers, per_round = [], [], 0.0
     for i, c in enumerate(contenders):
         try:
-            c.fn()
-            t = _time_calls(c.fn, 1)
+            t = _time_calls(c.fn, 1)  # warm-up
+            if t < SLOW_CALL_SAMPLES * min_sample:  # else one call per sample anyway
+                t = _time_calls(c.fn, 1)
         except Exception as exc:  # noqa: BLE001
             if i == 0:
                 raise
@@ -656,7 +686,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
         numbers.append(number)
         per_round += number * t
     if budget and per_round * repeats > budget:
-        repeats = max(MIN_REPEATS, int(budget / per_round))
+        repeats = max(min(MIN_REPEATS, repeats), int(budget / per_round))
     samples = [[] for _ in kept]
     gc_was_enabled = gc.isenabled()
     gc.collect()
@@ -664,6 +694,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
     try:
         for _ in range(repeats):
             for j, c in enumerate(kept):
+                time.sleep(SETTLE_SECONDS)
                 samples[j].append(_time_calls(c.fn, numbers[j]))
     finally:
         if gc_was_enabled:
@@ -674,6 +705,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
         stats[c.name] = {
             "median": statistics.median(s), "q1": q[0], "q3": q[2], "min": min(s),
             "calls_per_sample": number, "samples": s,
+            "noisy": (q[2] - q[0]) > NOISY_IQR * statistics.median(s),
         }
     return kept, stats, repeats
 
@@ -731,7 +763,7 @@ def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progre
         for t in threads_list:
             fastloss.set_num_threads(t)
             if stream_copy is not None:
-                fn, threaded = (lambda: stream_copy(dst, src, t)), True
+                fn, threaded = (lambda t=t: stream_copy(dst, src, t)), True
                 method = "fastloss._lib.kernels.stream_copy"
             else:
                 fn, threaded = (lambda: np.copyto(dst, src)), False
@@ -781,6 +813,8 @@ def machine_info():
                     break
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        info["loadavg_start"] = list(os.getloadavg())
     return info
 
 
@@ -818,7 +852,7 @@ class Settings:
     def resolved(self):
         s = Settings(**self.__dict__)
         if s.threads is None:
-            s.threads = tuple(sorted({1, os.cpu_count() or 1}))
+            s.threads = tuple(sorted({1, _cores()}))
         if s.repeats is None:
             s.repeats = QUICK_REPEATS if s.quick else REPEATS
         if s.budget is None:
@@ -869,6 +903,10 @@ def run(settings=None, progress=None, **kwargs):
     say = progress or (lambda msg: None)
     if settings.backend:
         fastloss.set_backend(settings.backend)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5:
+        say(f"note: load average {load:.2f} before the run: other processes share the "
+            "cores, expect noisy times (marked ~)")
     peers = Peers(settings.peers)
     for name, why in peers.missing.items():
         say(f"peer {name} not available ({why.splitlines()[0][:100]})")
@@ -915,30 +953,36 @@ def run(settings=None, progress=None, **kwargs):
         bandwidth = {b["threads"]: b["gb_per_s"] for b in result["copy_bandwidth"]}
         for (shape, dtype), specs in groups:
             say(f"inputs {'x'.join(map(str, shape))} {dtype}")
+            t_group = time.perf_counter()
             pool = InputPool(shape, dtype)
             for spec in specs:
                 fl_fn = getattr(fastloss, spec.name)
                 fb_fn = getattr(fallback, spec.name, None) if fallback else None
                 for variant in spec.variants:
-                    if variant == "out=" and _accepts(fl_fn, "out") is False:
+                    if variant != "fresh" and _accepts(fl_fn, "out") is False:
                         row_no += len(settings.threads)
                         result["skipped"].append({
                             "function": spec.name, "variant": variant,
+                            "shape": list(shape), "dtype": dtype,
                             "reason": "fastloss function has no out= parameter"})
                         continue
                     for threads in settings.threads:
                         row_no += 1
                         label = (f"[{row_no}/{n_rows}] {spec.name} {variant} "
                                  f"{'x'.join(map(str, shape))} {dtype} threads={threads}")
+                        t0 = time.perf_counter()
                         row = _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn,
                                        settings, bandwidth, label, say)
-                        if row is not None:
+                        if isinstance(row, dict):
+                            row["wall_seconds"] = time.perf_counter() - t0
                             result["results"].append(row)
                         else:
                             result["skipped"].append({
                                 "function": spec.name, "variant": variant,
                                 "shape": list(shape), "dtype": dtype, "threads": threads,
-                                "reason": "fastloss call failed (see progress output)"})
+                                "reason": f"fastloss call failed: {row}"})
+            say(f"{'x'.join(map(str, shape))} {dtype} done in "
+                f"{time.perf_counter() - t_group:.1f} s")
             del pool
             gc.collect()
     except KeyboardInterrupt:
@@ -946,10 +990,13 @@ def run(settings=None, progress=None, **kwargs):
         say("interrupted: reporting the rows measured so far")
     finally:
         fastloss.set_num_threads(saved_threads)
+    if hasattr(os, "getloadavg"):
+        result["machine"]["loadavg_end"] = list(os.getloadavg())
     return result
 
 
 def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidth, label, say):
+    """One row: the result dict, or the error's text when the fastloss call fails."""
     import fastloss
 
     fastloss.set_num_threads(threads)
@@ -964,7 +1011,7 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
                 contenders, settings.repeats, settings.min_sample, settings.budget, notes)
     except Exception as exc:  # noqa: BLE001 - the row is skipped, the run goes on
         say(f"{label}: fastloss failed: {type(exc).__name__}: {exc}")
-        return None
+        return f"{type(exc).__name__}: {exc}"
     finally:
         contenders = None  # free in-place copies and out= buffers now
     n, c = _rows(pool.shape)
@@ -988,7 +1035,7 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
         "contender_notes": {k.name: k.note for k in kept if k.note},
         "stats_ms": {
             name: {"q1": s["q1"] * 1e3, "q3": s["q3"] * 1e3, "min": s["min"] * 1e3,
-                   "calls_per_sample": s["calls_per_sample"],
+                   "calls_per_sample": s["calls_per_sample"], "noisy": s["noisy"],
                    "samples": [x * 1e3 for x in s["samples"]]}
             for name, s in stats.items()},
         "gb_per_s": gbps,
@@ -1012,7 +1059,7 @@ def _fmt_ms(ms):
         return f"{ms:.1f}"
     if ms >= 1:
         return f"{ms:.2f}"
-    return f"{ms:.4f}"
+    return f"{ms:.3g}"
 
 
 def _fmt_x(x):
@@ -1033,6 +1080,12 @@ def format_table(result):
         f"  CPU: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores"
         f" ({' '.join(m.get('simd_flags', []))})",
     ]
+    if "loadavg_start" in m:
+        end = m.get("loadavg_end")
+        lines.append(f"  load average (1 min): {m['loadavg_start'][0]:.2f} at the start"
+                     + (f", {end[0]:.2f} at the end" if end else "")
+                     + f" (this run adds about 1; more means other work shared the"
+                       f" {m.get('cpu_count')} cores)")
     for b in result.get("copy_bandwidth", []):
         lines.append(f"  copy bandwidth at {b['threads']} thread(s): {b['gb_per_s']:.1f} GB/s"
                      f" ({b['method']}; best {b['best_gb_per_s']:.1f})")
@@ -1045,7 +1098,9 @@ def format_table(result):
         "  output: fresh = each call allocates its output; out= = a preallocated output"
         " reused; out=logits = the gradient overwrites the logits.",
         "  GB/s = bytes the call must move (reads + writes, see --json) / fastloss time;"
-        " %copy = that / the copy bandwidth at the same thread count.",
+        " %copy = that / the copy bandwidth at the same thread count",
+        "  (over 100% when the data stays in cache, or when a call reads more than it writes).",
+        f"  ~ = noisy: the samples' interquartile range exceeds {NOISY_IQR:.0%} of their median.",
     ]
     if result.get("interrupted"):
         lines.append("  INTERRUPTED: partial results.")
@@ -1058,13 +1113,18 @@ def format_table(result):
                                          r["shape"][-1], r["shape"], r["dtype"],
                                          r["threads"])):
         t = r["times_ms"]
+
+        def ms(name, r=r):
+            noisy = r.get("stats_ms", {}).get(name, {}).get("noisy")
+            return _fmt_ms(r["times_ms"].get(name)) + ("~" if noisy else "")
+
         cells = [r["function"], r["variant"], "x".join(map(str, r["shape"])), r["dtype"],
-                 str(r["threads"]), _fmt_ms(t["fastloss"]), _fmt_ms(t.get("fallback")),
+                 str(r["threads"]), ms("fastloss"), ms("fallback"),
                  _fmt_x(r["speedup"].get("fallback"))]
         for p in peers:
             if p in t:
                 star = "*" if r["allocates"].get(p) and not r["allocates"]["fastloss"] else ""
-                cells.append(f"{_fmt_ms(t[p])} ({r['speedup'][p]:.2f}{star})")
+                cells.append(f"{ms(p)} ({r['speedup'][p]:.2f}{star})")
             else:
                 cells.append("-")
         pct = r.get("pct_copy_bandwidth")
@@ -1091,6 +1151,10 @@ def format_table(result):
         lines.append(f"  note: {fn}: {n}")
     for s in skipped:
         where = f" {s['variant']}" if "variant" in s else ""
+        if "shape" in s:
+            where += f" {'x'.join(map(str, s['shape']))} {s['dtype']}"
+        if "threads" in s:
+            where += f" threads={s['threads']}"
         lines.append(f"  skipped: {s['function']}{where}: {s['reason']}")
     return "\n".join(lines)
 
@@ -1117,6 +1181,10 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         Peers to include when installed, among ``"scipy", "torch", "jax", "sklearn"``.
     json_file : str, optional
         Also write every figure as JSON there.
+    file : file-like, optional
+        Where the table goes (default stdout).
+    progress : callable or False, optional
+        Called with one line per step; default: print to stderr; False: silent.
 
     Returns
     -------
@@ -1128,11 +1196,16 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         shapes=None if shapes is None else tuple(tuple(s) for s in shapes),
         dtypes=None if dtypes is None else tuple(dtypes),
         threads=None if threads is None else tuple(threads),
-        repeats=repeats, quick=quick, peers=tuple(peers)), progress=progress)
+        repeats=repeats, quick=quick, peers=tuple(peers)),
+        progress=_stderr if progress is None else (progress or None))
     print(format_table(result), file=file or sys.stdout)
     if json_file:
         write_json(result, json_file)
     return result
+
+
+def _stderr(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def write_json(result, path):
@@ -1225,7 +1298,7 @@ def make_parser():
                    help="float32,float64 (default: both for the softmax and cross-entropy "
                         "families, float32 for the rest)")
     p.add_argument("--threads", type=_threads, metavar="N,...",
-                   help=f"thread counts (default: 1,{os.cpu_count()})")
+                   help=f"thread counts (default: 1,{_cores()})")
     p.add_argument("--repeats", type=_positive_int, metavar="R",
                    help=f"interleaved repeats per row (default {REPEATS}, "
                         f"{QUICK_REPEATS} with --quick)")
@@ -1234,7 +1307,8 @@ def make_parser():
                         f"fewer (at least {MIN_REPEATS}); 0 = no limit (default "
                         f"{ROW_BUDGET_SECONDS}, {QUICK_ROW_BUDGET_SECONDS} with --quick)")
     p.add_argument("--min-sample", type=float, metavar="SECONDS",
-                   help="minimum duration of one timed sample (calls are repeated inside it)")
+                   help=f"minimum duration of one timed sample: the call repeats inside it "
+                        f"(default {MIN_SAMPLE_SECONDS}, {QUICK_MIN_SAMPLE_SECONDS} with --quick)")
     p.add_argument("--peers", type=_peers, default=PEER_NAMES, metavar="NAMES",
                    help="peers to include when installed: scipy,torch,jax,sklearn, all, none "
                         "(default all)")
@@ -1270,9 +1344,7 @@ def main(argv=None):
         _list(sys.stdout)
         return 0
 
-    def progress(msg):
-        print(msg, file=sys.stderr, flush=True)
-
+    progress = _stderr
     settings = Settings(
         functions=args.functions, shapes=args.shapes, dtypes=args.dtypes,
         threads=args.threads, repeats=args.repeats, quick=args.quick, peers=args.peers,

@@ -229,9 +229,10 @@ REDUCTIONS = ["mean", "sum", "none"]
 def test_binary_cross_entropy_matches_torch(reduction, weighted):
     rng = np.random.default_rng(31)
     p = rng.random((5, 6)) * 0.98 + 0.01
-    p[0, :3] = [0.0, 1.0, 0.5]                     # the clamped logs
+    p[0, :4] = [0.0, 1.0, 1e-9, 1 - 1e-9]           # the clamped logs and gradient
     target = rng.random((5, 6))
-    target[0, :2] = [0.0, 1.0]
+    target[0, :4] = [0.3, 0.6, 0.0, 1.0]
+    p[1, :2], target[1, :2] = [0.0, 1.0], [0.0, 1.0]
     weight = rng.random(6) + 0.5 if weighted else None
     expected, expected_grad = torch_loss_and_grad(
         F.binary_cross_entropy, p, tt(target),
@@ -339,6 +340,10 @@ def test_multi_margin_matches_torch(reduction, p, margin, weighted, shape):
     x = rng.standard_normal(shape)
     target = rng.integers(0, shape[-1], size=shape[:-1])
     weight = rng.random(shape[-1]) + 0.5 if weighted else None
+    # a row with exact ties z = margin - x_y + x_j = 0 (not a violation in PyTorch)
+    tie = x.reshape(-1, shape[-1])[0]
+    tie[:] = np.arange(shape[-1]) * margin
+    target.reshape(-1)[0] = 1
     expected, expected_grad = torch_loss_and_grad(
         F.multi_margin_loss, x, tt(target), p=p, margin=margin,
         weight=None if weight is None else tt(weight), reduction=reduction)

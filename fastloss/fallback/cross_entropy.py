@@ -95,6 +95,23 @@ def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reductio
     return _Problem(x, dtype, ax, kind, t, w, sw, ignore_index, reduction, eps)
 
 
+def _gather(a, y, axis):
+    """The entries of ``a`` at the class indices ``y`` along ``axis``.
+
+    An empty class axis is allowed when every row is ignored: ``y`` then holds only
+    the placeholder 0 and the (unused) result is zeros.
+    """
+    if a.shape[axis] == 0:
+        return np.zeros(y.shape)
+    return np.take_along_axis(a, y, axis=axis)
+
+
+def _scatter(a, y, values, axis):
+    """Write ``values`` into ``a`` at the class indices ``y`` (see ``_gather``)."""
+    if a.shape[axis]:
+        np.put_along_axis(a, y, values, axis=axis)
+
+
 def _reduce(rows, row_weight, reduction, dtype, axis):
     """Reduce per-row losses (float64, class axis kept) to the requested result."""
     if reduction == "none":
@@ -138,7 +155,7 @@ def _cross_entropy(pb, grad_output=None, out=None):
             y = np.where(active, pb.keep(pb.target), 0)       # ignored rows read class 0
             w_y = np.ones(y.shape) if pb.weight is None else pb.weight[y]
             w_y = np.where(active, w_y, 0.0)                   # ignored rows weigh 0
-            d_y = np.take_along_axis(d, y, axis=ax).astype(np.float64)
+            d_y = _gather(d, y, ax).astype(np.float64)
             rows = (1 - pb.eps) * w_y * (log_s - d_y)          # (1 - eps) w_y (-log p_y)
             total_w = n_classes if pb.weight is None else pb.weight.sum()
             if pb.eps:
@@ -180,7 +197,7 @@ def _cross_entropy(pb, grad_output=None, out=None):
             # The target entry p_y a - b is recomputed in float64 from d_y: p_y is close
             # to 1 for a well-classified row and the difference would lose digits.
             p_y = np.exp(d_y) / s
-            np.put_along_axis(p, y, (p_y * a - b).astype(p.dtype), axis=ax)
+            _scatter(p, y, (p_y * a - b).astype(p.dtype), ax)
             if pb.eps:
                 wb = 1.0 if pb.weight is None else pb.along_classes(pb.weight)
                 np.subtract(p, coef * eps_c * wb, out=p, casting="same_kind")
@@ -312,7 +329,7 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
         y = np.where(active, np.expand_dims(t, ax), 0)  # ignored rows read class 0
         w_y = np.ones(y.shape) if w is None else w[y]
         w_y = np.where(active, w_y, 0.0)
-        x_y = np.take_along_axis(x, y, axis=ax).astype(np.float64)
+        x_y = _gather(x, y, ax).astype(np.float64)
         # l_i = -w_{y_i} log p_{i y_i}; 0 for ignored rows whatever their input.
         rows = np.where(active, -w_y * x_y, 0.0)
         loss = _reduce(rows, w_y, reduction, dtype, ax)
@@ -321,7 +338,7 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
         # dl_i / dx_ij = -w_{y_i} [j = y_i]: one nonzero entry per row.
         scale = np.sum(w_y, dtype=np.float64) if reduction == "mean" else 1.0
         grad = np.zeros(x.shape, x.dtype)
-        np.put_along_axis(grad, y, np.where(active, -w_y / scale, 0.0).astype(x.dtype), axis=ax)
+        _scatter(grad, y, np.where(active, -w_y / scale, 0.0).astype(x.dtype), ax)
     return loss, finish_float(grad, dtype)
 
 

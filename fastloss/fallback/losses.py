@@ -85,9 +85,10 @@ def _finish(elems, grad, x, dtype, reduction, want_grad):
 # -- binary cross-entropy ----------------------------------------------------------------
 
 # PyTorch clamps both logarithms at -100, so that probabilities of exactly 0 or 1
-# give a finite loss, and the gradient's denominator p (1 - p) at EPSILON.
+# give a finite loss, and the gradient's denominator p (1 - p) at EPSILON = 1e-12,
+# a float constant: its float32 value 9.99999996e-13 is used for float64 too.
 _LOG_CLAMP = -100.0
-_BCE_EPSILON = 1e-12
+_BCE_EPSILON = float(np.float32(1e-12))
 
 
 def _bce(input, target, weight, reduction, want_grad):

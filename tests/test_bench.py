@@ -1,0 +1,180 @@
+"""Smoke tests of the benchmark CLI (``python -m fastloss.bench``): tiny shapes, seconds.
+
+They check the plumbing (flags, JSON structure, positive times, the table's header), not
+speed.  The in-process test installs NumPy stand-ins for the functions it times, so it
+runs whatever the library already has; the subprocess test runs the real package.
+"""
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import fastloss
+from fastloss import bench
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Flags that keep a run to a fraction of a second per row.
+TINY = ["--shapes", "64x10", "--dtypes", "float32", "--threads", "1", "--repeats", "2",
+        "--min-sample", "0.0002", "--copy-mb", "4"]
+
+TOP_KEYS = {"schema", "created", "argv", "settings", "machine", "fastloss_config", "versions",
+            "peers_missing", "copy_bandwidth", "results", "skipped", "interrupted"}
+ROW_KEYS = {"function", "variant", "shape", "dtype", "threads", "bytes", "bytes_model",
+            "repeats", "times_ms", "speedup", "allocates", "contender_notes", "stats_ms",
+            "gb_per_s", "pct_copy_bandwidth", "notes"}
+
+
+def check_result(data, functions):
+    assert TOP_KEYS <= set(data)
+    assert data["schema"] == bench.SCHEMA
+    assert data["interrupted"] is False
+    assert data["machine"]["cpu_count"] >= 1
+    assert data["fastloss_config"]["fastloss"] == fastloss.__version__
+    assert [b["threads"] for b in data["copy_bandwidth"]] == [1]
+    assert all(b["gb_per_s"] > 0 for b in data["copy_bandwidth"])
+    seen = set()
+    for row in data["results"]:
+        assert ROW_KEYS <= set(row)
+        assert row["function"] in functions
+        assert row["shape"] == [64, 10] and row["dtype"] == "float32" and row["threads"] == 1
+        assert row["bytes"] > 0 and row["gb_per_s"] > 0 and row["pct_copy_bandwidth"] > 0
+        assert row["repeats"] >= 2
+        assert row["times_ms"]["fastloss"] > 0
+        for name, ms in row["times_ms"].items():
+            assert ms > 0, name
+            assert len(row["stats_ms"][name]["samples"]) == row["repeats"]
+            if name != "fastloss":
+                assert row["speedup"][name] == pytest.approx(ms / row["times_ms"]["fastloss"])
+        seen.add(row["function"])
+    # every requested function was either measured or skipped with a reason
+    skipped = {s["function"] for s in data["skipped"]}
+    assert set(functions) <= seen | skipped
+    return seen
+
+
+def test_cli_subprocess_json(tmp_path):
+    out = tmp_path / "bench.json"
+    functions = ["softmax", "log_softmax", "cross_entropy_with_grad", "sigmoid"]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastloss.bench", *TINY, "--peers", "none",
+         "--functions", ",".join(functions), "--json", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "speed-up = fallback ms / fastloss ms" in proc.stdout
+    assert "copy bandwidth" in proc.stderr  # progress goes to stderr
+    check_result(json.loads(out.read_text()), functions)
+
+
+# --- in process, with stand-ins ------------------------------------------------------
+def _softmax(x, axis=-1, *, out=None):
+    y = np.subtract(x, x.max(axis=axis, keepdims=True), out=out)
+    np.exp(y, out=y)
+    y /= y.sum(axis=axis, keepdims=True)
+    return y
+
+
+def _ce_with_grad(logits, target, *, out=None):
+    g = _softmax(logits, out=out)
+    n = target.shape[0]
+    loss = -np.log(g[np.arange(n), target]).mean()
+    g[np.arange(n), target] -= 1.0
+    g /= n
+    return loss, g
+
+
+def _broken(x, *, out=None):
+    raise RuntimeError("stand-in failure")
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+    """fastloss.softmax / cross_entropy_with_grad / relu and a fallback module."""
+    fb = types.ModuleType("fastloss.fallback")
+    fb.softmax = _softmax
+    fb.cross_entropy_with_grad = _ce_with_grad
+    fb.relu = _broken  # a fallback that fails is dropped with a note
+    monkeypatch.setitem(sys.modules, "fastloss.fallback", fb)
+    monkeypatch.setattr(fastloss, "softmax", _softmax, raising=False)
+    monkeypatch.setattr(fastloss, "cross_entropy_with_grad", _ce_with_grad, raising=False)
+    monkeypatch.setattr(fastloss, "relu", lambda x, *, out=None: np.maximum(x, 0, out=out),
+                        raising=False)
+    # a function that fastloss lacks is skipped, not an error
+    monkeypatch.delattr(fastloss, "tanh", raising=False)
+    # no out= parameter: only the fresh row; a failing call: the row is skipped
+    monkeypatch.setattr(fastloss, "sigmoid", lambda x: 1 / (1 + np.exp(-x)), raising=False)
+    monkeypatch.setattr(fastloss, "leaky_relu", _broken, raising=False)
+    return fb
+
+
+def test_cli_in_process_variants(stand_ins, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    functions = ["softmax", "cross_entropy_with_grad", "relu", "tanh", "sigmoid",
+                 "leaky_relu"]
+    assert bench.main([*TINY, "--peers", "none", "--functions", ",".join(functions),
+                       "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    seen = check_result(data, functions)
+    assert seen == {"softmax", "cross_entropy_with_grad", "relu", "sigmoid"}
+    rows = {(r["function"], r["variant"]): r for r in data["results"]}
+    assert set(rows) == {("softmax", "fresh"), ("softmax", "out="),
+                         ("cross_entropy_with_grad", "fresh"),
+                         ("cross_entropy_with_grad", "out=logits"),
+                         ("relu", "fresh"), ("relu", "out="), ("sigmoid", "fresh")}
+    assert rows[("softmax", "fresh")]["allocates"] == {"fastloss": True, "fallback": True}
+    assert rows[("softmax", "out=")]["allocates"] == {"fastloss": False, "fallback": False}
+    assert "fallback" in rows[("cross_entropy_with_grad", "out=logits")]["speedup"]
+    # bytes: softmax reads and writes N*C float32; the fused loss also reads N int64 targets
+    assert rows[("softmax", "fresh")]["bytes"] == 2 * 64 * 10 * 4
+    assert rows[("cross_entropy_with_grad", "fresh")]["bytes"] == 2 * 64 * 10 * 4 + 64 * 8
+    assert "fallback" not in rows[("relu", "fresh")]["times_ms"]
+    assert any("stand-in failure" in n for n in rows[("relu", "fresh")]["notes"])
+    assert {"function": "tanh", "reason": "not in fastloss (yet)"} in data["skipped"]
+    reasons = {(s["function"], s.get("variant")): s["reason"] for s in data["skipped"]}
+    assert reasons[("sigmoid", "out=")] == "fastloss function has no out= parameter"
+    assert "stand-in failure" in reasons[("leaky_relu", "fresh")]
+    table = capsys.readouterr().out
+    assert "speed-up = fallback ms / fastloss ms; >1 means fastloss is faster" in table
+    assert "out=logits" in table and "skipped: tanh" in table
+
+
+def test_in_place_variant_leaves_inputs_alone(stand_ins):
+    pool = bench.InputPool((64, 10), "float32")
+    before = pool["logits"].copy()
+    spec = bench.SPEC_BY_NAME["cross_entropy_with_grad"]
+    ctx = bench.Ctx(bench.Peers(()))
+    contenders = bench.build_contenders(spec, pool, "out=logits", ctx, _ce_with_grad,
+                                        _ce_with_grad, [])
+    for c in contenders:
+        c.fn()
+    np.testing.assert_array_equal(pool["logits"], before)
+
+
+def test_table_prints_slowdowns_as_measured():
+    row = {"function": "softmax", "variant": "fresh", "shape": [8, 4], "dtype": "float64",
+           "threads": 1, "times_ms": {"fastloss": 2.0, "fallback": 1.0, "torch": 0.5},
+           "speedup": {"fallback": 0.5, "torch": 0.25},
+           "allocates": {"fastloss": True, "fallback": True, "torch": True},
+           "gb_per_s": 1.0, "pct_copy_bandwidth": 5.0, "notes": []}
+    table = bench.format_table({"results": [row], "copy_bandwidth": []})
+    line = next(ln for ln in table.splitlines() if ln.startswith("softmax"))
+    assert "0.50" in line and "0.5 (0.25)" in line
+
+
+@pytest.mark.parametrize("argv", [["--shapes", "10y3"], ["--dtypes", "int8"],
+                                  ["--functions", "nope"], ["--threads", "0"],
+                                  ["--peers", "tensorflow"]])
+def test_bad_flags_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
+
+
+def test_parse_shapes():
+    assert bench.parse_shapes("1024x100,64x10") == ((1024, 100), (64, 10))
+    assert bench.parse_shapes("2X3x4") == ((2, 3, 4),)
