@@ -66,6 +66,8 @@ def as_flat(arr, order, dtype):
     copy.
     """
     a = np.asarray(arr, dtype=dtype, order=order)
+    if not a.flags.aligned:              # e.g. a view into a byte buffer at an odd offset
+        a = a.copy(order=order)
     return a.reshape(-1, order=order)
 
 
@@ -84,7 +86,7 @@ def write_target(out, shape, dtype, order, inputs):
     """
     contiguous = out is not None and (
         out.flags.c_contiguous if order == "C" else out.flags.f_contiguous)
-    if contiguous and out.dtype == dtype and out.shape == tuple(shape):
+    if contiguous and out.dtype == dtype and out.shape == tuple(shape) and out.flags.aligned:
         flat = out.reshape(-1, order=order)           # a view: out is contiguous
         if all(_same_memory(flat, a) or not np.may_share_memory(flat, a) for a in inputs):
             return out, flat

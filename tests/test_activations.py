@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastloss
-from conftest import assert_close, layouts
+from conftest import assert_close, layouts, nasty_rows
 
 FLOATS = [np.float32, np.float64]
 LD = np.longdouble
@@ -39,7 +39,7 @@ FORWARD = {
     # name -> (reference, options)
     "sigmoid": (lambda x: ref_sigmoid(x), {}),
     "tanh": (lambda x: np.tanh(_ld(x)), {}),
-    "relu": (lambda x: np.where(_ld(x) > 0, _ld(x), 0), {}),
+    "relu": (lambda x: np.maximum(_ld(x), 0), {}),          # NaN propagates
     "leaky_relu": (lambda x, negative_slope=0.01: np.where(_ld(x) > 0, _ld(x), _ld(x) * negative_slope),
                    {"negative_slope": 0.2}),
     "softplus": (ref_softplus, {"beta": 0.7, "threshold": 15.0}),
@@ -53,7 +53,7 @@ def ref_backward(name, g, z, **opts):
     if name == "tanh":
         return g * (1 - z * z)
     if name == "relu":
-        return np.where(z > 0, g, 0)
+        return np.where(z <= 0, 0, g)           # PyTorch: the gradient passes where x is NaN
     if name == "leaky_relu":
         return np.where(z > 0, g, g * opts.get("negative_slope", 0.01))
     beta, threshold = opts.get("beta", 1.0), opts.get("threshold", 20.0)
@@ -181,6 +181,29 @@ def test_out_and_in_place(backend, name, dtype):
                 np.float32)
 
 
+def _unaligned(a):
+    """A copy of ``a`` whose data starts one byte past an element boundary."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    u = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    u[...] = a
+    assert not u.flags.aligned
+    return u
+
+
+@pytest.mark.parametrize("name", list(FORWARD))
+def test_unaligned_arrays(backend, name):
+    x = _input((10, 7), np.float64, seed=17)
+    want = getattr(fastloss, name)(x)
+    xu = _unaligned(x)
+    np.testing.assert_array_equal(getattr(fastloss, name)(xu), want)
+    assert getattr(fastloss, name)(xu, out=xu) is xu
+    np.testing.assert_array_equal(xu, want)
+    g = _input((10, 7), np.float64, seed=18, scale=1.0)
+    z = _second_arg(name, x)
+    np.testing.assert_array_equal(getattr(fastloss, name + "_backward")(_unaligned(g), _unaligned(z)),
+                                  getattr(fastloss, name + "_backward")(g, z))
+
+
 @pytest.mark.parametrize("name", list(FORWARD))
 def test_backward_out_in_place(backend, name):
     x = _input((20, 9), np.float64, seed=6)
@@ -255,6 +278,21 @@ def test_stable_for_huge_inputs(backend, dtype):
     np.testing.assert_array_equal(dsp[[0, 2, 8]], 1)
     np.testing.assert_array_equal(dsp[[1, 3, 9]], 0)
     _tol_ok(s[4:8], ref_sigmoid(x[4:8]), dtype)      # subnormal/tiny tails kept
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("name", list(FORWARD))
+def test_nasty_inputs(backend, name, dtype):
+    """The shared generator's rows (huge, float max, -inf, NaN, zeros, tiny)."""
+    ref, opts = FORWARD[name]
+    x = nasty_rows(dtype)
+    g = np.ones_like(x)
+    for o in ({}, opts):
+        with np.errstate(all="ignore"):
+            _tol_ok(getattr(fastloss, name)(x, **o), ref(x, **o), dtype)
+            z = _second_arg(name, x) if name != "tanh" else np.tanh(x)
+            _tol_ok(getattr(fastloss, name + "_backward")(g, z, **o),
+                    ref_backward(name, g, z, **o), dtype)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

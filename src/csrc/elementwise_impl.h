@@ -154,13 +154,14 @@ FL_FN(ploss_elem)(const int op, FL_T x, FL_T t, FL_T w, FL_T pw, double prm,
     }
     case FL_LOSS_BCE: {
         /* PyTorch: -(t log p + (1 - t) log(1 - p)), each log clamped at -100 (so p of
-         * exactly 0 or 1 gives a finite loss), gradient (p - t) / max(p (1 - p), 1e-12).
-         * `v < -100 ? -100 : v` keeps NaN. */
+         * exactly 0 or 1 gives a finite loss), gradient (p - t) / max(p (1 - p), EPS)
+         * with PyTorch's EPS = 1e-12 as a float constant: float32(1e-12) for double
+         * data too.  `v < -100 ? -100 : v` keeps NaN. */
         FL_T lp = FL_LOG(x), l1p = FL_LOG1P(-x);
         lp = lp < (FL_T)-100 ? (FL_T)-100 : lp;
         l1p = l1p < (FL_T)-100 ? (FL_T)-100 : l1p;
         FL_T q = ((FL_T)1 - x) * x;
-        q = q < (FL_T)1e-12 ? (FL_T)1e-12 : q;
+        q = q < (FL_T)1e-12f ? (FL_T)1e-12f : q;
         *l = (double)(-w * (t * lp + ((FL_T)1 - t) * l1p));
         *d = w * ((x - t) / q) * gsf;
         break;
