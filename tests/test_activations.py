@@ -396,6 +396,31 @@ def test_against_pytorch(backend, name, dtype):
         np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=tol, atol=tol)
 
 
+# ----------------------------------------------------------------------------- fallback twin
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_kernels_match_the_fallback(dtype):
+    if not fastloss.available_simd_levels():
+        pytest.skip("compiled extension not available")
+    x = _input((513, 129), dtype, seed=23, scale=6.0)
+    g = _input((513, 129), dtype, seed=24, scale=1.0)
+    previous = fastloss.get_backend()
+    try:
+        for name, (_, opts) in FORWARD.items():
+            for o in ({}, opts):
+                z = _second_arg(name, x)
+                results = []
+                for backend in ("cython", "numpy"):
+                    fastloss.set_backend(backend)
+                    results.append((getattr(fastloss, name)(x, **o),
+                                    getattr(fastloss, name + "_backward")(g, z, **o)))
+                for a, b in zip(*results):
+                    _tol_ok(a, b.astype(np.float64), dtype)
+    finally:
+        fastloss.set_backend(previous)
+
+
 # ----------------------------------------------------------------------------- threads, SIMD
 
 

@@ -709,6 +709,43 @@ def test_against_pytorch(backend, name, dtype):
                                    err_msg=f"{opts} {reduction}")
 
 
+# ----------------------------------------------------------------------------- fallback twin
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_kernels_match_the_fallback(dtype):
+    """Every loss of the compiled backend against its NumPy twin, on larger inputs."""
+    if not fastloss.available_simd_levels():
+        pytest.skip("compiled extension not available")
+    previous = fastloss.get_backend()
+    try:
+        for name, (_, optsets) in POINTWISE.items():
+            x, t = make_problem(name, (257, 129), dtype, seed=21)
+            for opts in optsets:
+                opts = _resolve(opts, x.shape)
+                xx, tt = _kl_input(name, opts, x, t)
+                for reduction in _reductions(name):
+                    results = []
+                    for backend in ("cython", "numpy"):
+                        fastloss.set_backend(backend)
+                        results.append(getattr(fastloss, name + "_with_grad")(
+                            xx, tt, reduction=reduction, **opts))
+                    (l1, g1), (l2, g2) = results
+                    n = {"mean": x.size, "batchmean": x.shape[0]}.get(reduction, 1)
+                    assert_close(l1, np.asarray(l2, np.float64), dtype)
+                    assert_close(np.asarray(g1, np.float64) * n, np.asarray(g2, np.float64) * n, dtype)
+        x, y = _mm_problem((257, 129), -1, dtype, seed=22)
+        for kw in ({}, {"p": 2, "margin": 0.5, "weight": np.linspace(0.5, 2, 129)}):
+            results = []
+            for backend in ("cython", "numpy"):
+                fastloss.set_backend(backend)
+                results.append(fastloss.multi_margin_loss_with_grad(x, y, reduction="sum", **kw))
+            assert_close(results[0][0], np.float64(results[1][0]), dtype)
+            assert_close(results[0][1], results[1][1].astype(np.float64), dtype)
+    finally:
+        fastloss.set_backend(previous)
+
+
 # ----------------------------------------------------------------------------- threads, SIMD
 
 
