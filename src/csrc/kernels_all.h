@@ -12,6 +12,9 @@
 #define FL_FLAT_ELEMS 2048        /* elements per flat block: 8-16 KiB, L1-resident */
 #define FL_COL_BLOCK 128          /* lanes per block in the columns layout */
 
+/* What flat_rows (softmax_impl.h) produces. */
+enum { FL_FLAT_SOFTMAX = 0, FL_FLAT_LOG_SOFTMAX = 1, FL_FLAT_LOGSUMEXP = 2 };
+
 /* Rows layout (one lane = one row along the class axis) when there is no inner
  * axis or the class axis is more contiguous than it; columns layout otherwise. */
 static inline int fl_rows_layout(const fl_view3 *v)

@@ -94,8 +94,14 @@ FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t
 /* ------------------------------------------------------------------ flat (small n) */
 
 
+/* Softmax (mode FL_FLAT_SOFTMAX), log_softmax (FL_FLAT_LOG_SOFTMAX) or logsumexp
+ * (FL_FLAT_LOGSUMEXP: one value per row into lse[r * lse_stride]) of `rows` packed
+ * rows of n <= FL_FLAT_MAX_N elements.  Only the exp loop -- the expensive part --
+ * runs over the flat block; the per-row max and sum are short scalar loops.
+ * (The mode enum is in kernels_all.h: this file is included once per type.) */
 static void
-FL_FN(flat_softmax)(const FL_T *x, FL_T *y, ptrdiff_t rows, ptrdiff_t n, int log_mode)
+FL_FN(flat_rows)(const FL_T *x, FL_T *y, FL_T *lse, ptrdiff_t lse_stride,
+                 ptrdiff_t rows, ptrdiff_t n, int mode)
 {
     FL_T shift[FL_FLAT_ELEMS];    /* the row max, broadcast to every element of the row */
     FL_T scale[FL_FLAT_ELEMS];    /* 1/sum (softmax) or log(sum) (log_softmax), broadcast */
@@ -105,7 +111,6 @@ FL_FN(flat_softmax)(const FL_T *x, FL_T *y, ptrdiff_t rows, ptrdiff_t n, int log
         ptrdiff_t nr = rows - r0 < block_rows ? rows - r0 : block_rows;
         ptrdiff_t len = nr * n;
         const FL_T *xb = x + r0 * n;
-        FL_T *yb = y + r0 * n;
         for (ptrdiff_t r = 0; r < nr; r++) {
             FL_T m = FL_FN(row_max)(xb + r * n, n, 1);
             for (ptrdiff_t j = 0; j < n; j++) shift[r * n + j] = m;
@@ -116,10 +121,20 @@ FL_FN(flat_softmax)(const FL_T *x, FL_T *y, ptrdiff_t rows, ptrdiff_t n, int log
         for (ptrdiff_t r = 0; r < nr; r++) {
             double s = 0.0;
             for (ptrdiff_t j = 0; j < n; j++) s += (double)e[r * n + j];
-            FL_T v = log_mode ? (FL_T)log(s) : (FL_T)(1.0 / s);
+            if (mode == FL_FLAT_LOGSUMEXP) {
+                FL_T m = shift[r * n];
+                lse[(r0 + r) * lse_stride] =
+                    (m == INFINITY || m == -INFINITY)
+                        ? (FL_FN(row_has_nan)(xb + r * n, n, 1) ? (FL_T)NAN : m)
+                        : (FL_T)((double)m + log(s));
+                continue;
+            }
+            FL_T v = mode == FL_FLAT_LOG_SOFTMAX ? (FL_T)log(s) : (FL_T)(1.0 / s);
             for (ptrdiff_t j = 0; j < n; j++) scale[r * n + j] = v;
         }
-        if (log_mode) {
+        if (mode == FL_FLAT_LOGSUMEXP) continue;
+        FL_T *yb = y + r0 * n;
+        if (mode == FL_FLAT_LOG_SOFTMAX) {
 #pragma omp simd
             for (ptrdiff_t k = 0; k < len; k++)
                 yb[k] = (xb[k] - shift[k]) - scale[k];
@@ -186,7 +201,8 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
     const ptrdiff_t n = v->n;
     if (v->inner == 1 && n <= FL_FLAT_MAX_N && v->sa[1] == 1 && v->so[1] == 1
         && v->sa[0] == n && v->so[0] == n) {
-        FL_FN(flat_softmax)(x + lb * n, y + lb * n, le - lb, n, log_mode);
+        FL_FN(flat_rows)(x + lb * n, y + lb * n, NULL, 0, le - lb, n,
+                         log_mode ? FL_FLAT_LOG_SOFTMAX : FL_FLAT_SOFTMAX);
         return;
     }
     if (fl_rows_layout(v)) {
@@ -227,6 +243,11 @@ static void
 FL_FN(logsumexp_lanes)(const FL_T *x, FL_T *out, const fl_view3 *v, ptrdiff_t lb, ptrdiff_t le)
 {
     const ptrdiff_t n = v->n;
+    if (v->inner == 1 && n <= FL_FLAT_MAX_N && v->sa[1] == 1 && v->sa[0] == n) {
+        FL_FN(flat_rows)(x + lb * n, NULL, out + lb * v->so[0], v->so[0], le - lb, n,
+                         FL_FLAT_LOGSUMEXP);
+        return;
+    }
     if (fl_rows_layout(v)) {
         for (ptrdiff_t r = lb; r < le; r++) {
             ptrdiff_t o = r / v->inner, i = r - o * v->inner;
