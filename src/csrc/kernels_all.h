@@ -8,11 +8,13 @@
 #include "fl_math.h"
 #include "fl_template.h"
 
-#define FL_FLAT_MAX_N 16          /* rows this short go through the flat path */
-#define FL_FLAT_ELEMS 2048        /* elements per flat block: 8-16 KiB, L1-resident */
+#define FL_FLAT_MAX_N 16          /* rows this short go through the tiles path */
 #define FL_COL_BLOCK 128          /* lanes per block in the columns layout */
 #define FL_TILE_ELEMS 2048        /* broadcast-factor tile: 8-16 KiB, L1-resident */
 #define FL_TILE_MAX_PERIOD 512    /* patterns up to this long are tiled (stretches >= 1536) */
+
+/* What tile_rows (softmax_impl.h) produces. */
+enum { FL_FLAT_SOFTMAX = 0, FL_FLAT_LOG_SOFTMAX = 1, FL_FLAT_LOGSUMEXP = 2 };
 
 /* Rows layout (one lane = one row along the class axis) when there is no inner
  * axis or the class axis is more contiguous than it; columns layout otherwise. */
