@@ -59,3 +59,15 @@ def test_readme_example_trains(backend, capsys):
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert losses[0] > 1.0 and losses[-1] < 0.1, losses
     assert accuracy >= 95.0, printed
+
+
+def test_readme_shows_this_example():
+    """The README's copy of the example is this one (skipped outside the source tree)."""
+    import pathlib
+
+    import pytest
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md is not beside the tests (installed-package run)")
+    assert EXAMPLE.strip() in readme.read_text()
