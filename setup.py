@@ -92,7 +92,7 @@ extensions = [
         include_dirs=["src", "src/csrc"],
         libraries=["m"] if os.name == "posix" else [],
         depends=[os.path.join("src/csrc", f) for f in os.listdir("src/csrc") if f.endswith(".h")]
-        + ["src/softmax.pxi", "src/cross_entropy.pxi", "src/fl_kernels.pxd"],
+        + ["src/softmax.pxi", "src/cross_entropy.pxi", "src/elementwise.pxi", "src/fl_kernels.pxd"],
     )
 ]
 

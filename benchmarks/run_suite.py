@@ -56,7 +56,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="the grid's smallest shapes only")
     p.add_argument("--functions", type=bench._functions, metavar="NAMES")
     p.add_argument("--threads", type=bench._threads, metavar="N,...",
-                   help=f"thread counts (default: 1 .. {os.cpu_count()})")
+                   help=f"thread counts (default: 1 .. {bench._cores()})")
     p.add_argument("--repeats", type=bench._positive_int, metavar="R")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="time budget per row (see python -m fastloss.bench --help)")
@@ -67,7 +67,7 @@ def main(argv=None):
     out = args.out
     if out is None:  # bench*.json at the repository root is git-ignored
         out = f"bench-suite-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
-    threads = args.threads or tuple(range(1, (os.cpu_count() or 1) + 1))
+    threads = args.threads or tuple(range(1, bench._cores() + 1))
     settings = bench.Settings(
         functions=args.functions, threads=threads, repeats=args.repeats,
         quick=args.quick, peers=args.peers, budget=args.budget, backend=args.backend,

@@ -33,9 +33,19 @@ from fastloss._cross_entropy import (  # noqa: E402
     nll_loss,
     nll_loss_with_grad,
 )
-# Until compiled wrappers exist for them, the other losses and the activations are the
-# NumPy implementations.
-from fastloss.fallback import (  # noqa: E402
+from fastloss._activations import (  # noqa: E402
+    leaky_relu,
+    leaky_relu_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softplus,
+    softplus_backward,
+    tanh,
+    tanh_backward,
+)
+from fastloss._losses import (  # noqa: E402
     binary_cross_entropy,
     binary_cross_entropy_with_grad,
     binary_cross_entropy_with_logits,
@@ -44,20 +54,10 @@ from fastloss.fallback import (  # noqa: E402
     huber_loss_with_grad,
     kl_div,
     kl_div_with_grad,
-    leaky_relu,
-    leaky_relu_backward,
     mse_loss,
     mse_loss_with_grad,
     multi_margin_loss,
     multi_margin_loss_with_grad,
-    relu,
-    relu_backward,
-    sigmoid,
-    sigmoid_backward,
     smooth_l1_loss,
     smooth_l1_loss_with_grad,
-    softplus,
-    softplus_backward,
-    tanh,
-    tanh_backward,
 )

@@ -85,6 +85,10 @@ ROW_BUDGET_SECONDS = 8.0
 QUICK_ROW_BUDGET_SECONDS = 0.4
 MIN_REPEATS = 3
 MAX_CALLS_PER_SAMPLE = 10_000
+# Pause before each timed sample: the previous contender's thread pool spin-waits after
+# its call (libgomp spins ~300k iterations by default, XLA's pool spins too) and would
+# take a core from the next contender's threads on a 2-core machine.
+SETTLE_SECONDS = 0.001
 # A warm-up call this many times longer than MIN_SAMPLE_SECONDS settles the sample size
 # (one call) by itself: no second calibration call for the large shapes.
 SLOW_CALL_SAMPLES = 20
@@ -101,6 +105,13 @@ COPY_REPEATS = 7
 TARGET_ITEMSIZE = np.dtype(np.int64).itemsize  # class-index targets are int64
 
 PEER_NAMES = ("scipy", "torch", "jax", "sklearn")
+
+
+def _cores():
+    """Cores this process may run on (the affinity mask, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,7 +269,7 @@ class Ctx:
     threads: int = 1
 
 
-# --- peer builders: (pool, variant, ctx) -> Contender or None ---------------------------
+# --- peer builders: (name, pool, variant, ctx, input kinds) -> Contender or None ------
 def _peer(name, fn, allocates, note=""):
     return Contender(name, fn, allocates, note)
 
@@ -650,10 +661,13 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
 
     Each contender gets one warm-up call (JIT compilation, first-touch of out buffers),
     then one timed call that sets how many calls make a sample (at least ``min_sample``
-    seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of A, B, C, ...: every contender sees the same
-    noise.  A contender whose warm-up raises is dropped (noted), unless it is the first
-    (fastloss), whose error propagates.  ``stats[name]`` has the per-call median, quartiles,
-    minimum and every sample, in seconds.
+    seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of
+    A, B, C, ...: every contender sees the same noise.  Each sample starts after a
+    pause of SETTLE_SECONDS (untimed) so the previous contender's threads are idle.
+    A contender whose warm-up raises is dropped (noted), unless it is the first
+    (fastloss), whose error propagates.
+    ``stats[name]`` has the per-call median, quartiles, minimum and every sample, in
+    seconds.
     """
     notes = [] if notes is None else notes
     kept, numbers, per_round = [], [], 0.0
@@ -680,6 +694,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
     try:
         for _ in range(repeats):
             for j, c in enumerate(kept):
+                time.sleep(SETTLE_SECONDS)
                 samples[j].append(_time_calls(c.fn, numbers[j]))
     finally:
         if gc_was_enabled:
@@ -837,7 +852,7 @@ class Settings:
     def resolved(self):
         s = Settings(**self.__dict__)
         if s.threads is None:
-            s.threads = tuple(sorted({1, os.cpu_count() or 1}))
+            s.threads = tuple(sorted({1, _cores()}))
         if s.repeats is None:
             s.repeats = QUICK_REPEATS if s.quick else REPEATS
         if s.budget is None:
@@ -948,6 +963,7 @@ def run(settings=None, progress=None, **kwargs):
                         row_no += len(settings.threads)
                         result["skipped"].append({
                             "function": spec.name, "variant": variant,
+                            "shape": list(shape), "dtype": dtype,
                             "reason": "fastloss function has no out= parameter"})
                         continue
                     for threads in settings.threads:
@@ -1066,9 +1082,10 @@ def format_table(result):
     ]
     if "loadavg_start" in m:
         end = m.get("loadavg_end")
-        lines.append(f"  load average: {m['loadavg_start'][0]:.2f} at the start"
+        lines.append(f"  load average (1 min): {m['loadavg_start'][0]:.2f} at the start"
                      + (f", {end[0]:.2f} at the end" if end else "")
-                     + f" (above 0 means other processes shared the {m.get('cpu_count')} cores)")
+                     + f" (this run adds about 1; more means other work shared the"
+                       f" {m.get('cpu_count')} cores)")
     for b in result.get("copy_bandwidth", []):
         lines.append(f"  copy bandwidth at {b['threads']} thread(s): {b['gb_per_s']:.1f} GB/s"
                      f" ({b['method']}; best {b['best_gb_per_s']:.1f})")
@@ -1135,7 +1152,9 @@ def format_table(result):
     for s in skipped:
         where = f" {s['variant']}" if "variant" in s else ""
         if "shape" in s:
-            where += f" {'x'.join(map(str, s['shape']))} {s['dtype']} threads={s['threads']}"
+            where += f" {'x'.join(map(str, s['shape']))} {s['dtype']}"
+        if "threads" in s:
+            where += f" threads={s['threads']}"
         lines.append(f"  skipped: {s['function']}{where}: {s['reason']}")
     return "\n".join(lines)
 
@@ -1162,6 +1181,10 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         Peers to include when installed, among ``"scipy", "torch", "jax", "sklearn"``.
     json_file : str, optional
         Also write every figure as JSON there.
+    file : file-like, optional
+        Where the table goes (default stdout).
+    progress : callable or False, optional
+        Called with one line per step; default: print to stderr; False: silent.
 
     Returns
     -------
@@ -1173,11 +1196,16 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         shapes=None if shapes is None else tuple(tuple(s) for s in shapes),
         dtypes=None if dtypes is None else tuple(dtypes),
         threads=None if threads is None else tuple(threads),
-        repeats=repeats, quick=quick, peers=tuple(peers)), progress=progress)
+        repeats=repeats, quick=quick, peers=tuple(peers)),
+        progress=_stderr if progress is None else (progress or None))
     print(format_table(result), file=file or sys.stdout)
     if json_file:
         write_json(result, json_file)
     return result
+
+
+def _stderr(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def write_json(result, path):
@@ -1270,7 +1298,7 @@ def make_parser():
                    help="float32,float64 (default: both for the softmax and cross-entropy "
                         "families, float32 for the rest)")
     p.add_argument("--threads", type=_threads, metavar="N,...",
-                   help=f"thread counts (default: 1,{os.cpu_count()})")
+                   help=f"thread counts (default: 1,{_cores()})")
     p.add_argument("--repeats", type=_positive_int, metavar="R",
                    help=f"interleaved repeats per row (default {REPEATS}, "
                         f"{QUICK_REPEATS} with --quick)")
@@ -1279,7 +1307,8 @@ def make_parser():
                         f"fewer (at least {MIN_REPEATS}); 0 = no limit (default "
                         f"{ROW_BUDGET_SECONDS}, {QUICK_ROW_BUDGET_SECONDS} with --quick)")
     p.add_argument("--min-sample", type=float, metavar="SECONDS",
-                   help="minimum duration of one timed sample (calls are repeated inside it)")
+                   help=f"minimum duration of one timed sample: the call repeats inside it "
+                        f"(default {MIN_SAMPLE_SECONDS}, {QUICK_MIN_SAMPLE_SECONDS} with --quick)")
     p.add_argument("--peers", type=_peers, default=PEER_NAMES, metavar="NAMES",
                    help="peers to include when installed: scipy,torch,jax,sklearn, all, none "
                         "(default all)")
@@ -1315,9 +1344,7 @@ def main(argv=None):
         _list(sys.stdout)
         return 0
 
-    def progress(msg):
-        print(msg, file=sys.stderr, flush=True)
-
+    progress = _stderr
     settings = Settings(
         functions=args.functions, shapes=args.shapes, dtypes=args.dtypes,
         threads=args.threads, repeats=args.repeats, quick=args.quick, peers=args.peers,

@@ -35,6 +35,39 @@ cdef extern from "fl_kernels.h" nogil:
     ctypedef double (*fl_ce_f64_fn)(const double *, const double *, double *, double *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil
     ctypedef double (*fl_nll_f32_fn)(const float *, float *, float *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil
     ctypedef double (*fl_nll_f64_fn)(const double *, double *, double *, const fl_view3 *, const fl_ce_args *, Py_ssize_t, Py_ssize_t) noexcept nogil
+    enum:
+        FL_ACT_SIGMOID, FL_ACT_TANH, FL_ACT_RELU, FL_ACT_LEAKY_RELU, FL_ACT_SOFTPLUS
+    enum:
+        FL_LOSS_MSE, FL_LOSS_SMOOTH_L1, FL_LOSS_HUBER, FL_LOSS_BCE, FL_LOSS_BCE_LOGITS
+        FL_LOSS_KL_DIV, FL_LOSS_KL_DIV_LOG
+
+    ctypedef struct fl_bcast:
+        const void *ptr
+        Py_ssize_t rep, period
+
+    ctypedef struct fl_ploss_args:
+        int op
+        double param
+        double grad_scale
+        fl_bcast weight
+        fl_bcast pos_weight
+
+    ctypedef struct fl_margin_args:
+        int p
+        double margin
+        const double *weight
+        double grad_scale
+
+    ctypedef void (*fl_act_f32_fn)(const float *, float *, Py_ssize_t, int, double, double) noexcept nogil
+    ctypedef void (*fl_act_f64_fn)(const double *, double *, Py_ssize_t, int, double, double) noexcept nogil
+    ctypedef void (*fl_act_bwd_f32_fn)(const float *, const float *, float *, Py_ssize_t, int, double, double) noexcept nogil
+    ctypedef void (*fl_act_bwd_f64_fn)(const double *, const double *, double *, Py_ssize_t, int, double, double) noexcept nogil
+    ctypedef double (*fl_ploss_f32_fn)(const float *, const float *, float *, float *, Py_ssize_t, Py_ssize_t, const fl_ploss_args *) noexcept nogil
+    ctypedef double (*fl_ploss_f64_fn)(const double *, const double *, double *, double *, Py_ssize_t, Py_ssize_t, const fl_ploss_args *) noexcept nogil
+    ctypedef Py_ssize_t (*fl_outside_f32_fn)(const float *, Py_ssize_t, Py_ssize_t, double, double) noexcept nogil
+    ctypedef Py_ssize_t (*fl_outside_f64_fn)(const double *, Py_ssize_t, Py_ssize_t, double, double) noexcept nogil
+    ctypedef double (*fl_margin_f32_fn)(const float *, const Py_ssize_t *, float *, float *, const fl_view3 *, Py_ssize_t, Py_ssize_t, const fl_margin_args *) noexcept nogil
+    ctypedef double (*fl_margin_f64_fn)(const double *, const Py_ssize_t *, double *, double *, const fl_view3 *, Py_ssize_t, Py_ssize_t, const fl_margin_args *) noexcept nogil
 
     ctypedef struct fl_kernel_table:
         const char *isa_name
@@ -48,6 +81,16 @@ cdef extern from "fl_kernels.h" nogil:
         fl_ce_f64_fn cross_entropy_f64
         fl_nll_f32_fn nll_f32
         fl_nll_f64_fn nll_f64
+        fl_act_f32_fn activation_f32
+        fl_act_f64_fn activation_f64
+        fl_act_bwd_f32_fn activation_backward_f32
+        fl_act_bwd_f64_fn activation_backward_f64
+        fl_ploss_f32_fn pointwise_loss_f32
+        fl_ploss_f64_fn pointwise_loss_f64
+        fl_outside_f32_fn first_outside_f32
+        fl_outside_f64_fn first_outside_f64
+        fl_margin_f32_fn multi_margin_f32
+        fl_margin_f64_fn multi_margin_f64
 
     const fl_kernel_table *fl_active
     int FL_ISA_COUNT

@@ -14,6 +14,7 @@ Design (see src/csrc/fl_kernels.h for the C side):
 """
 cimport cython
 from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 from libc.math cimport INFINITY
@@ -115,3 +116,4 @@ def stream_copy(char[::1] dst, const char[::1] src, int n_threads):
 
 include "softmax.pxi"
 include "cross_entropy.pxi"
+include "elementwise.pxi"

@@ -106,22 +106,26 @@ def stand_ins(monkeypatch):
                         raising=False)
     # a function that fastloss lacks is skipped, not an error
     monkeypatch.delattr(fastloss, "tanh", raising=False)
+    # no out= parameter: only the fresh row; a failing call: the row is skipped
+    monkeypatch.setattr(fastloss, "sigmoid", lambda x: 1 / (1 + np.exp(-x)), raising=False)
+    monkeypatch.setattr(fastloss, "leaky_relu", _broken, raising=False)
     return fb
 
 
 def test_cli_in_process_variants(stand_ins, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    functions = ["softmax", "cross_entropy_with_grad", "relu", "tanh"]
+    functions = ["softmax", "cross_entropy_with_grad", "relu", "tanh", "sigmoid",
+                 "leaky_relu"]
     assert bench.main([*TINY, "--peers", "none", "--functions", ",".join(functions),
                        "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     seen = check_result(data, functions)
-    assert seen == {"softmax", "cross_entropy_with_grad", "relu"}
+    assert seen == {"softmax", "cross_entropy_with_grad", "relu", "sigmoid"}
     rows = {(r["function"], r["variant"]): r for r in data["results"]}
     assert set(rows) == {("softmax", "fresh"), ("softmax", "out="),
                          ("cross_entropy_with_grad", "fresh"),
                          ("cross_entropy_with_grad", "out=logits"),
-                         ("relu", "fresh"), ("relu", "out=")}
+                         ("relu", "fresh"), ("relu", "out="), ("sigmoid", "fresh")}
     assert rows[("softmax", "fresh")]["allocates"] == {"fastloss": True, "fallback": True}
     assert rows[("softmax", "out=")]["allocates"] == {"fastloss": False, "fallback": False}
     assert "fallback" in rows[("cross_entropy_with_grad", "out=logits")]["speedup"]
@@ -131,6 +135,9 @@ def test_cli_in_process_variants(stand_ins, tmp_path, capsys):
     assert "fallback" not in rows[("relu", "fresh")]["times_ms"]
     assert any("stand-in failure" in n for n in rows[("relu", "fresh")]["notes"])
     assert {"function": "tanh", "reason": "not in fastloss (yet)"} in data["skipped"]
+    reasons = {(s["function"], s.get("variant")): s["reason"] for s in data["skipped"]}
+    assert reasons[("sigmoid", "out=")] == "fastloss function has no out= parameter"
+    assert "stand-in failure" in reasons[("leaky_relu", "fresh")]
     table = capsys.readouterr().out
     assert "speed-up = fallback ms / fastloss ms; >1 means fastloss is faster" in table
     assert "out=logits" in table and "skipped: tanh" in table

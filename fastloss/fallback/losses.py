@@ -271,7 +271,9 @@ def _mse(input, target, reduction, want_grad):
     x, t, dtype, reduction = _pair(input, target, reduction)
     with np.errstate(all="ignore"):
         diff = x - t
-        elems = diff * diff
+        # A reduced loss is summed in float64, so square in float64 too: one float32
+        # square above float max must not make a mean that fits (e.g. of 3e19) inf.
+        elems = diff * diff if reduction == "none" else np.square(diff, dtype=np.float64)
         grad = 2 * diff if want_grad else None
     return _finish(elems, grad, x, dtype, reduction, want_grad)
 

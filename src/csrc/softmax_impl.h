@@ -18,9 +18,9 @@
  *            a row of n elements with class stride sa[1].
  *            Two or three passes over the row; the row stays in L1/L2 between
  *            passes, so memory sees it once.
- *   flat     inner == 1, n <= FL_FLAT_MAX_N and packed rows: a loop along a row of
- *            10 never reaches its vector body, so a block of rows is processed as
- *            one flat array, with the per-row max and sum broadcast into buffers.
+ *   tiles    inner == 1, n <= FL_FLAT_MAX_N and packed rows: a loop along a row of
+ *            10 never reaches its vector body, so blocks of rows are transposed
+ *            into a small tile and processed by the columns kernels.
  *   columns  otherwise (class axis not last, or a transposed input): the contiguous
  *            direction runs across lanes, so blocks of FL_COL_BLOCK lanes are
  *            processed side by side, one class at a time.
@@ -91,45 +91,6 @@ FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t
     }
 }
 
-/* ------------------------------------------------------------------ flat (small n) */
-
-
-static void
-FL_FN(flat_softmax)(const FL_T *x, FL_T *y, ptrdiff_t rows, ptrdiff_t n, int log_mode)
-{
-    FL_T shift[FL_FLAT_ELEMS];    /* the row max, broadcast to every element of the row */
-    FL_T scale[FL_FLAT_ELEMS];    /* 1/sum (softmax) or log(sum) (log_softmax), broadcast */
-    FL_T e[FL_FLAT_ELEMS];
-    const ptrdiff_t block_rows = FL_FLAT_ELEMS / n;
-    for (ptrdiff_t r0 = 0; r0 < rows; r0 += block_rows) {
-        ptrdiff_t nr = rows - r0 < block_rows ? rows - r0 : block_rows;
-        ptrdiff_t len = nr * n;
-        const FL_T *xb = x + r0 * n;
-        FL_T *yb = y + r0 * n;
-        for (ptrdiff_t r = 0; r < nr; r++) {
-            FL_T m = FL_FN(row_max)(xb + r * n, n, 1);
-            for (ptrdiff_t j = 0; j < n; j++) shift[r * n + j] = m;
-        }
-#pragma omp simd
-        for (ptrdiff_t k = 0; k < len; k++)
-            e[k] = FL_EXP(xb[k] - shift[k]);
-        for (ptrdiff_t r = 0; r < nr; r++) {
-            double s = 0.0;
-            for (ptrdiff_t j = 0; j < n; j++) s += (double)e[r * n + j];
-            FL_T v = log_mode ? (FL_T)log(s) : (FL_T)(1.0 / s);
-            for (ptrdiff_t j = 0; j < n; j++) scale[r * n + j] = v;
-        }
-        if (log_mode) {
-#pragma omp simd
-            for (ptrdiff_t k = 0; k < len; k++)
-                yb[k] = (xb[k] - shift[k]) - scale[k];
-        } else {
-#pragma omp simd
-            for (ptrdiff_t k = 0; k < len; k++)
-                yb[k] = e[k] * scale[k];
-        }
-    }
-}
 
 /* ------------------------------------------------------------------ columns (inner > 1) */
 
@@ -177,6 +138,65 @@ FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_
     }
 }
 
+/* logsumexp over n classes for `len` lanes side by side (see cols_softmax) */
+static inline __attribute__((always_inline)) void
+FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, ptrdiff_t len,
+                      FL_T *out, ptrdiff_t os)
+{
+    FL_T m[FL_COL_BLOCK];
+    double s[FL_COL_BLOCK];
+    for (ptrdiff_t i = 0; i < len; i++) { m[i] = -INFINITY; s[i] = 0.0; }
+    for (ptrdiff_t c = 0; c < n; c++) {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) { FL_T a = x[c * xc + i * xi]; m[i] = a > m[i] ? a : m[i]; }
+    }
+    for (ptrdiff_t c = 0; c < n; c++) {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)FL_EXP(x[c * xc + i * xi] - m[i]);
+    }
+    for (ptrdiff_t i = 0; i < len; i++) {
+        FL_T r;
+        if (m[i] == INFINITY || m[i] == -INFINITY)
+            r = FL_FN(row_has_nan)(x + i * xi, n, xc) ? (FL_T)NAN : m[i];
+        else
+            r = (FL_T)((double)m[i] + log(s[i]));
+        out[i * os] = r;
+    }
+}
+
+/* ------------------------------------------------------------------ tiles (small n) */
+
+/* Softmax (mode FL_FLAT_SOFTMAX), log_softmax (FL_FLAT_LOG_SOFTMAX) or logsumexp
+ * (FL_FLAT_LOGSUMEXP: one value per row into lse[r * lse_stride]) of `rows` packed
+ * rows of n <= FL_FLAT_MAX_N elements.  A loop along a row of 10 never reaches its
+ * vector body, so blocks of FL_COL_BLOCK rows are transposed into an L1-resident
+ * n x FL_COL_BLOCK tile, where the columns kernels run with every vector lane on a
+ * different row, and the result is transposed back.  (The mode enum is in
+ * kernels_all.h: this file is included once per element type.) */
+static void
+FL_FN(tile_rows)(const FL_T *x, FL_T *y, FL_T *lse, ptrdiff_t lse_stride,
+                 ptrdiff_t rows, ptrdiff_t n, int mode)
+{
+    FL_T tile[FL_FLAT_MAX_N * FL_COL_BLOCK];
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += FL_COL_BLOCK) {
+        ptrdiff_t nr = rows - r0 < FL_COL_BLOCK ? rows - r0 : FL_COL_BLOCK;
+        const FL_T *xb = x + r0 * n;
+        for (ptrdiff_t r = 0; r < nr; r++)
+            for (ptrdiff_t j = 0; j < n; j++)
+                tile[j * FL_COL_BLOCK + r] = xb[r * n + j];
+        if (mode == FL_FLAT_LOGSUMEXP) {
+            FL_FN(cols_logsumexp)(tile, FL_COL_BLOCK, 1, n, nr, lse + r0 * lse_stride, lse_stride);
+            continue;
+        }
+        FL_FN(cols_softmax)(tile, FL_COL_BLOCK, 1, tile, FL_COL_BLOCK, 1, n, nr,
+                            mode == FL_FLAT_LOG_SOFTMAX);
+        FL_T *yb = y + r0 * n;
+        for (ptrdiff_t r = 0; r < nr; r++)
+            for (ptrdiff_t j = 0; j < n; j++)
+                yb[r * n + j] = tile[j * FL_COL_BLOCK + r];
+    }
+}
+
 /* ------------------------------------------------------------------ entry points */
 
 static void
@@ -186,7 +206,8 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
     const ptrdiff_t n = v->n;
     if (v->inner == 1 && n <= FL_FLAT_MAX_N && v->sa[1] == 1 && v->so[1] == 1
         && v->sa[0] == n && v->so[0] == n) {
-        FL_FN(flat_softmax)(x + lb * n, y + lb * n, le - lb, n, log_mode);
+        FL_FN(tile_rows)(x + lb * n, y + lb * n, NULL, 0, le - lb, n,
+                         log_mode ? FL_FLAT_LOG_SOFTMAX : FL_FLAT_SOFTMAX);
         return;
     }
     if (fl_rows_layout(v)) {
@@ -227,6 +248,11 @@ static void
 FL_FN(logsumexp_lanes)(const FL_T *x, FL_T *out, const fl_view3 *v, ptrdiff_t lb, ptrdiff_t le)
 {
     const ptrdiff_t n = v->n;
+    if (v->inner == 1 && n <= FL_FLAT_MAX_N && v->sa[1] == 1 && v->sa[0] == n) {
+        FL_FN(tile_rows)(x + lb * n, NULL, out + lb * v->so[0], v->so[0], le - lb, n,
+                         FL_FLAT_LOGSUMEXP);
+        return;
+    }
     if (fl_rows_layout(v)) {
         for (ptrdiff_t r = lb; r < le; r++) {
             ptrdiff_t o = r / v->inner, i = r - o * v->inner;
@@ -238,28 +264,8 @@ FL_FN(logsumexp_lanes)(const FL_T *x, FL_T *out, const fl_view3 *v, ptrdiff_t lb
     }
     for (ptrdiff_t lane = lb, o, i0, len; lane < le; lane += len) {
         len = fl_lane_block(v, lane, le, &o, &i0);
-        const FL_T *xb = x + o * v->sa[0] + i0 * v->sa[2];
-        FL_T *ob = out + o * v->so[0] + i0 * v->so[2];
-        FL_T m[FL_COL_BLOCK];
-        double s[FL_COL_BLOCK];
-        const ptrdiff_t xc = v->sa[1], xi = v->sa[2];
-        for (ptrdiff_t i = 0; i < len; i++) { m[i] = -INFINITY; s[i] = 0.0; }
-        for (ptrdiff_t c = 0; c < n; c++) {
-#pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) { FL_T a = xb[c * xc + i * xi]; m[i] = a > m[i] ? a : m[i]; }
-        }
-        for (ptrdiff_t c = 0; c < n; c++) {
-#pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)FL_EXP(xb[c * xc + i * xi] - m[i]);
-        }
-        for (ptrdiff_t i = 0; i < len; i++) {
-            FL_T r;
-            if (m[i] == INFINITY || m[i] == -INFINITY)
-                r = FL_FN(row_has_nan)(xb + i * xi, n, xc) ? (FL_T)NAN : m[i];
-            else
-                r = (FL_T)((double)m[i] + log(s[i]));
-            ob[i * v->so[2]] = r;
-        }
+        FL_FN(cols_logsumexp)(x + o * v->sa[0] + i0 * v->sa[2], v->sa[1], v->sa[2], n, len,
+                              out + o * v->so[0] + i0 * v->so[2], v->so[2]);
     }
 }
 
