@@ -521,6 +521,36 @@ def test_out_of_place_leaves_inputs_and_shares_out(backend):
         np.testing.assert_array_equal(q, grad)
 
 
+def _unaligned(a):
+    """A copy of ``a`` whose data starts one byte past an element boundary."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    u = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    u[...] = a
+    assert not u.flags.aligned
+    return u
+
+
+@pytest.mark.parametrize("kind", ["index", "probs"])
+def test_unaligned_arrays(backend, kind):
+    x, target, weight, sw = make_problem((30, 12), -1, kind, np.float64, seed=13)
+    opts = dict(weight=_unaligned(weight), sample_weight=_unaligned(sw), label_smoothing=0.1)
+    want_loss, want_grad = fastloss.cross_entropy_with_grad(x, target, **opts)
+    xu, tu = _unaligned(x), _unaligned(target)
+    loss, grad = fastloss.cross_entropy_with_grad(xu, tu, **opts)
+    np.testing.assert_array_equal(loss, want_loss)
+    np.testing.assert_array_equal(grad, want_grad)
+    loss, grad = fastloss.cross_entropy_with_grad(xu, tu, out=xu, **opts)
+    assert grad is xu
+    np.testing.assert_array_equal(xu, want_grad)
+    go = _unaligned(np.linspace(0.5, 2, 30))
+    np.testing.assert_array_equal(
+        fastloss.cross_entropy_backward(_unaligned(x), tu, go, reduction="none", **opts),
+        fastloss.cross_entropy_backward(x, target, go.copy(), reduction="none", **opts))
+    if kind == "index":
+        np.testing.assert_array_equal(fastloss.nll_loss_with_grad(_unaligned(x), tu)[1],
+                                      fastloss.nll_loss_with_grad(x, target)[1])
+
+
 def test_loss_equals_loss_from_with_grad_and_backward_scaling(backend):
     x, target, weight, sw = make_problem((50, 30), -1, "index", np.float64, seed=12)
     opts = dict(weight=weight, sample_weight=sw, label_smoothing=0.05)
