@@ -48,26 +48,61 @@ FL_FN(row_has_nan)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
     return 0;
 }
 
-/* sum_j exp(x_j - m), optionally storing the exponentials in y */
+/* Sums in double over float data, without halving the exp's vector width: a loop
+ * that mixes float and double gets the double vector length (8 lanes of AVX-512
+ * instead of 16), so the exponentials are computed by a float-only loop into an
+ * L1-resident chunk and summed by a second loop over that chunk.  Measured on Zen 4:
+ * 2.07 -> 2.54 Gelem/s for exp + sum. */
+#define FL_SUM_CHUNK 1024
+
 static inline __attribute__((always_inline)) double
-FL_FN(row_sumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m)
+FL_FN(sum_as_double)(const FL_T *e, ptrdiff_t n)
 {
     double s = 0.0;
 #pragma omp simd reduction(+:s)
     for (ptrdiff_t j = 0; j < n; j++)
-        s += (double)FL_EXP(x[j * cs] - m);
+        s += (double)e[j];
     return s;
 }
 
+/* sum_j exp(x_j - m) */
+static inline __attribute__((always_inline)) double
+FL_FN(row_sumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m)
+{
+    FL_T e[FL_SUM_CHUNK];
+    double s = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_SUM_CHUNK) {
+        ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
+        const FL_T *xc = x + j0 * cs;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < len; j++)
+            e[j] = FL_EXP(xc[j * cs] - m);
+        s += FL_FN(sum_as_double)(e, len);
+    }
+    return s;
+}
+
+/* y_j = exp(x_j - m); returns sum_j y_j */
 static inline __attribute__((always_inline)) double
 FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, ptrdiff_t ys)
 {
     double s = 0.0;
-#pragma omp simd reduction(+:s)
-    for (ptrdiff_t j = 0; j < n; j++) {
-        FL_T e = FL_EXP(x[j * cs] - m);
-        y[j * ys] = e;
-        s += (double)e;
+    if (ys != 1) {   /* strided output (rare): one plain loop */
+        for (ptrdiff_t j = 0; j < n; j++) {
+            FL_T e = FL_EXP(x[j * cs] - m);
+            y[j * ys] = e;
+            s += (double)e;
+        }
+        return s;
+    }
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_SUM_CHUNK) {
+        ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
+        const FL_T *xc = x + j0 * cs;
+        FL_T *yc = y + j0;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < len; j++)
+            yc[j] = FL_EXP(xc[j * cs] - m);
+        s += FL_FN(sum_as_double)(yc, len);
     }
     return s;
 }
@@ -112,16 +147,19 @@ FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_
     for (ptrdiff_t c = 0; c < n; c++) {
         const FL_T *xr = x + c * xc;
         FL_T *yr = y + c * yc;
-        if (log_mode) {
+        /* float-only exp loop, then the double sums (see FL_SUM_CHUNK) */
+        if (log_mode || yi != 1) {
 #pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)FL_EXP(xr[i * xi] - m[i]);
+            for (ptrdiff_t i = 0; i < len; i++) t[i] = FL_EXP(xr[i * xi] - m[i]);
+            if (!log_mode)
+                for (ptrdiff_t i = 0; i < len; i++) yr[i * yi] = t[i];
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)t[i];
         } else {
 #pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) {
-                FL_T e = FL_EXP(xr[i * xi] - m[i]);
-                yr[i * yi] = e;
-                s[i] += (double)e;
-            }
+            for (ptrdiff_t i = 0; i < len; i++) yr[i] = FL_EXP(xr[i * xi] - m[i]);
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)yr[i];
         }
     }
     for (ptrdiff_t i = 0; i < len; i++) t[i] = log_mode ? (FL_T)log(s[i]) : (FL_T)(1.0 / s[i]);
@@ -150,9 +188,12 @@ FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, pt
 #pragma omp simd
         for (ptrdiff_t i = 0; i < len; i++) { FL_T a = x[c * xc + i * xi]; m[i] = a > m[i] ? a : m[i]; }
     }
+    FL_T t[FL_COL_BLOCK];
     for (ptrdiff_t c = 0; c < n; c++) {
 #pragma omp simd
-        for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)FL_EXP(x[c * xc + i * xi] - m[i]);
+        for (ptrdiff_t i = 0; i < len; i++) t[i] = FL_EXP(x[c * xc + i * xi] - m[i]);
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)t[i];
     }
     for (ptrdiff_t i = 0; i < len; i++) {
         FL_T r;
