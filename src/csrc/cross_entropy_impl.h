@@ -121,7 +121,20 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
 {
     double s = 0.0, swd = 0.0, swq = 0.0;
     const double md = (double)m;
-    if (mode == FL_CE_PLAIN) {
+    if (mode == FL_CE_PLAIN && xs == 1 && (!store || gs == 1)) {
+        /* float-only exp loop at full vector width, then the double sum over the
+         * L1-resident chunk (see FL_SUM_CHUNK in softmax_impl.h) */
+        FL_T chunk[FL_SUM_CHUNK];
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_SUM_CHUNK) {
+            const ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
+            const FL_T *xc = x + j0;
+            FL_T *ec = store ? g + j0 : chunk;
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < len; j++)
+                ec[j] = FL_EXP(xc[j] - m);
+            s += FL_FN(sum_as_double)(ec, len);
+        }
+    } else if (mode == FL_CE_PLAIN) {
 #pragma omp simd reduction(+:s)
         for (ptrdiff_t j = 0; j < n; j++) {
             FL_T e = FL_EXP(x[j * xs] - m);
