@@ -131,13 +131,13 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
             FL_T *ec = store ? g + j0 : chunk;
 #pragma omp simd
             for (ptrdiff_t j = 0; j < len; j++)
-                ec[j] = FL_EXP(xc[j] - m);
+                ec[j] = FL_EXPS(xc[j] - m);
             s += FL_FN(sum_as_double)(ec, len);
         }
     } else if (mode == FL_CE_PLAIN) {
 #pragma omp simd reduction(+:s)
         for (ptrdiff_t j = 0; j < n; j++) {
-            FL_T e = FL_EXP(x[j * xs] - m);
+            FL_T e = FL_EXPS(x[j * xs] - m);
             if (store) g[j * gs] = e;
             s += (double)e;
         }
@@ -145,7 +145,7 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
 #pragma omp simd reduction(+:s, swd)
         for (ptrdiff_t j = 0; j < n; j++) {
             FL_T xj = x[j * xs];
-            FL_T e = FL_EXP(xj - m);
+            FL_T e = FL_EXPS(xj - m);
             if (store) g[j * gs] = e;
             s += (double)e;
             double d = (double)xj - md;
@@ -160,7 +160,7 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
 #pragma omp simd reduction(+:s, swd, swq)
         for (ptrdiff_t j = 0; j < n; j++) {
             FL_T xj = x[j * xs];
-            FL_T e = FL_EXP(xj - m);
+            FL_T e = FL_EXPS(xj - m);
             if (store) g[j * gs] = e;
             s += (double)e;
             double wq = c1 * (double)q[j * qs] + c0;
@@ -278,7 +278,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
         if (mode == FL_CE_PLAIN || (mode == FL_CE_SMOOTH && wc == 0.0)) {
 #pragma omp simd
             for (ptrdiff_t i = 0; i < len; i++) {
-                FL_T e = FL_EXP(xr[i * xi] - m[i]);
+                FL_T e = FL_EXPS(xr[i * xi] - m[i]);
                 if (grad) gr[i * gi] = e;
                 s[i] += (double)e;
             }
@@ -286,7 +286,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
 #pragma omp simd
             for (ptrdiff_t i = 0; i < len; i++) {
                 FL_T t = xr[i * xi];
-                FL_T e = FL_EXP(t - m[i]);
+                FL_T e = FL_EXPS(t - m[i]);
                 if (grad) gr[i * gi] = e;
                 s[i] += (double)e;
                 swd[i] += wc * ((double)t - (double)m[i]);
@@ -297,7 +297,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
 #pragma omp simd
             for (ptrdiff_t i = 0; i < len; i++) {
                 FL_T t = xr[i * xi];
-                FL_T e = FL_EXP(t - m[i]);
+                FL_T e = FL_EXPS(t - m[i]);
                 if (grad) gr[i * gi] = e;
                 s[i] += (double)e;
                 double wq = c1 * (double)qr[i * qi] + c0;

@@ -102,6 +102,57 @@ FL_INLINE double fl_exp(double x)
     return e * s1 * s2;
 }
 
+/* ------------------------------------------- exp of a shifted argument (x <= 0) */
+/* exp(x) for x <= 0 or NaN -- the x - max of every softmax-like kernel.  Cheaper
+ * than fl_expf: no overflow side, and 2^n in ONE factor, because results below the
+ * smallest normal (x < log(FLT_MIN) = -87.34) are flushed to 0: an absolute error
+ * under 1.2e-38 in a probability, far inside the contract, and the sums these
+ * feed are >= 1.  About 15% fewer vector operations (the exp is FP-throughput
+ * bound).  -inf gives 0, NaN propagates (it fails the compare). */
+FL_INLINE float fl_expf_nonpos(float x)
+{
+    const float lo = -87.3365447505531f;     /* log(FLT_MIN): n >= -126 above it */
+    const float shifter = 12582912.0f;
+    float t = x * 1.44269504088896341f + shifter;
+    float n = t - shifter;
+    int32_t ni = (int32_t)(fl_f32_to_bits(t) - fl_f32_to_bits(shifter));
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float z = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * z + r + 1.0f;
+    float res = p * fl_bits_to_f32((uint32_t)(ni + 127) << 23);
+    return x < lo ? 0.0f : res;
+}
+
+FL_INLINE double fl_exp_nonpos(double x)
+{
+    const double lo = -708.3964185322641;    /* log(DBL_MIN): n >= -1022 above it */
+    const double shifter = 6755399441055744.0;
+    double t = x * 1.4426950408889634074 + shifter;
+    double n = t - shifter;
+    int64_t ni = (int64_t)(fl_f64_to_bits(t) - fl_f64_to_bits(shifter));
+    double r = x - n * 6.93145751953125e-1;
+    r = r - n * 1.42860682030941723212e-6;
+    double rr = r * r;
+    double px = 1.26177193074810590878e-4;
+    px = px * rr + 3.02994407707441961300e-2;
+    px = px * rr + 9.99999999999999999910e-1;
+    px = px * r;
+    double qx = 3.00198505138664455042e-6;
+    qx = qx * rr + 2.52448340349684104192e-3;
+    qx = qx * rr + 2.27265548208155028766e-1;
+    qx = qx * rr + 2.00000000000000000009e0;
+    double e = 1.0 + 2.0 * (px / (qx - px));
+    double res = e * fl_bits_to_f64((uint64_t)(ni + 1023) << 52);
+    return x < lo ? 0.0 : res;
+}
+
 /* ---------------------------------------------------------------- float32 log */
 FL_INLINE float fl_logf(float x)
 {

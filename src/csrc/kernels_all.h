@@ -41,6 +41,7 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
 #define FL_T float
 #define FL_SUF f32
 #define FL_EXP fl_expf
+#define FL_EXPS fl_expf_nonpos   /* exp of x - max (<= 0) */
 #define FL_LOG fl_logf
 #define FL_LOG1P fl_log1pf
 #define FL_TANH fl_tanhf
@@ -50,6 +51,7 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
 #undef FL_T
 #undef FL_SUF
 #undef FL_EXP
+#undef FL_EXPS
 #undef FL_LOG
 #undef FL_LOG1P
 #undef FL_TANH
@@ -57,6 +59,7 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
 #define FL_T double
 #define FL_SUF f64
 #define FL_EXP fl_exp
+#define FL_EXPS fl_exp_nonpos
 #define FL_LOG fl_log
 #define FL_LOG1P fl_log1p
 #define FL_TANH fl_tanh
@@ -66,6 +69,7 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
 #undef FL_T
 #undef FL_SUF
 #undef FL_EXP
+#undef FL_EXPS
 #undef FL_LOG
 #undef FL_LOG1P
 #undef FL_TANH

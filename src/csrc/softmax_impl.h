@@ -76,7 +76,7 @@ FL_FN(row_sumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m)
         const FL_T *xc = x + j0 * cs;
 #pragma omp simd
         for (ptrdiff_t j = 0; j < len; j++)
-            e[j] = FL_EXP(xc[j * cs] - m);
+            e[j] = FL_EXPS(xc[j * cs] - m);
         s += FL_FN(sum_as_double)(e, len);
     }
     return s;
@@ -89,7 +89,7 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
     double s = 0.0;
     if (ys != 1) {   /* strided output (rare): one plain loop */
         for (ptrdiff_t j = 0; j < n; j++) {
-            FL_T e = FL_EXP(x[j * cs] - m);
+            FL_T e = FL_EXPS(x[j * cs] - m);
             y[j * ys] = e;
             s += (double)e;
         }
@@ -101,7 +101,7 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
         FL_T *yc = y + j0;
 #pragma omp simd
         for (ptrdiff_t j = 0; j < len; j++)
-            yc[j] = FL_EXP(xc[j * cs] - m);
+            yc[j] = FL_EXPS(xc[j * cs] - m);
         s += FL_FN(sum_as_double)(yc, len);
     }
     return s;
@@ -150,14 +150,14 @@ FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_
         /* float-only exp loop, then the double sums (see FL_SUM_CHUNK) */
         if (log_mode || yi != 1) {
 #pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) t[i] = FL_EXP(xr[i * xi] - m[i]);
+            for (ptrdiff_t i = 0; i < len; i++) t[i] = FL_EXPS(xr[i * xi] - m[i]);
             if (!log_mode)
                 for (ptrdiff_t i = 0; i < len; i++) yr[i * yi] = t[i];
 #pragma omp simd
             for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)t[i];
         } else {
 #pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) yr[i] = FL_EXP(xr[i * xi] - m[i]);
+            for (ptrdiff_t i = 0; i < len; i++) yr[i] = FL_EXPS(xr[i * xi] - m[i]);
 #pragma omp simd
             for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)yr[i];
         }
@@ -191,7 +191,7 @@ FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, pt
     FL_T t[FL_COL_BLOCK];
     for (ptrdiff_t c = 0; c < n; c++) {
 #pragma omp simd
-        for (ptrdiff_t i = 0; i < len; i++) t[i] = FL_EXP(x[c * xc + i * xi] - m[i]);
+        for (ptrdiff_t i = 0; i < len; i++) t[i] = FL_EXPS(x[c * xc + i * xi] - m[i]);
 #pragma omp simd
         for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)t[i];
     }
