@@ -12,6 +12,7 @@ take the forward *input* ``x``.  Every ``out`` may be one of the inputs (in plac
 from __future__ import annotations
 
 from fastloss import _runtime
+from fastloss._dispatch import with_fallback
 from fastloss import fallback as _fallback
 from fastloss._flat import as_flat, flat_order, write_target
 from fastloss._loss_validation import check_real, check_same_shape, common_float_dtype
@@ -69,240 +70,61 @@ def _softplus_options(beta, threshold):
 
 # -- sigmoid -------------------------------------------------------------------------------
 
+@with_fallback(_fallback.sigmoid)
 def sigmoid(x, *, out=None):
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, stable for any ``|x|``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.sigmoid(x, out=out)
     return _forward(x, out, SIGMOID)
 
 
+@with_fallback(_fallback.sigmoid_backward)
 def sigmoid_backward(grad, y, *, out=None):
-    """Gradient of sigmoid given its output ``y``: ``grad * y * (1 - y)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to the sigmoid's output.
-    y : array_like
-        The sigmoid's output, same shape as ``grad``.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``y``.
-
-    Returns
-    -------
-    ndarray
-        The gradient with respect to the sigmoid's input.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.sigmoid_backward(grad, y, out=out)
     return _backward(grad, y, "y", out, SIGMOID)
 
 
 # -- tanh ------------------------------------------------------------------------------------
 
+@with_fallback(_fallback.tanh)
 def tanh(x, *, out=None):
-    """Hyperbolic tangent.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.tanh(x, out=out)
     return _forward(x, out, TANH)
 
 
+@with_fallback(_fallback.tanh_backward)
 def tanh_backward(grad, y, *, out=None):
-    """Gradient of tanh given its output ``y``: ``grad * (1 - y**2)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to tanh's output.
-    y : array_like
-        The output of tanh, same shape as ``grad``.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``y``.
-
-    Returns
-    -------
-    ndarray
-        The gradient with respect to tanh's input.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.tanh_backward(grad, y, out=out)
     return _backward(grad, y, "y", out, TANH)
 
 
 # -- relu and leaky relu -------------------------------------------------------------------
 
+@with_fallback(_fallback.relu)
 def relu(x, *, out=None):
-    """Rectified linear unit ``max(x, 0)`` (NaN stays NaN).
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.relu(x, out=out)
     return _forward(x, out, RELU)
 
 
+@with_fallback(_fallback.relu_backward)
 def relu_backward(grad, x, *, out=None):
-    """Gradient of relu given its input ``x``: ``grad`` where ``x > 0``, else 0.
-
-    As in PyTorch, the gradient is 0 at ``x == 0`` and passes through where ``x`` is
-    NaN (``x <= 0`` is false there).
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to relu's output.
-    x : array_like
-        The input of relu, same shape as ``grad``.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``x``.
-
-    Returns
-    -------
-    ndarray
-        The gradient with respect to relu's input.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.relu_backward(grad, x, out=out)
     return _backward(grad, x, "x", out, RELU)
 
 
+@with_fallback(_fallback.leaky_relu)
 def leaky_relu(x, negative_slope=0.01, *, out=None):
-    """Leaky relu: ``x`` where ``x > 0``, else ``negative_slope * x``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    negative_slope : float, optional
-        Slope for negative inputs. Default 0.01.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.leaky_relu(x, negative_slope, out=out)
     slope = check_real(negative_slope, "negative_slope")
     return _forward(x, out, LEAKY_RELU, slope)
 
 
+@with_fallback(_fallback.leaky_relu_backward)
 def leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None):
-    """Gradient of leaky relu given its input ``x``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to leaky relu's output.
-    x : array_like
-        The input of leaky relu, same shape as ``grad``.
-    negative_slope : float, optional
-        Slope for negative inputs. Default 0.01.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``x``.
-
-    Returns
-    -------
-    ndarray
-        ``grad`` where ``x > 0``, else ``negative_slope * grad``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.leaky_relu_backward(grad, x, negative_slope, out=out)
     slope = check_real(negative_slope, "negative_slope")
     return _backward(grad, x, "x", out, LEAKY_RELU, slope)
 
 
 # -- softplus ------------------------------------------------------------------------------
 
+@with_fallback(_fallback.softplus)
 def softplus(x, beta=1.0, threshold=20.0, *, out=None):
-    """Softplus ``log(1 + exp(beta * x)) / beta``; linear where ``beta * x > threshold``.
-
-    Computed as ``(max(u, 0) + log1p(exp(-|u|))) / beta`` with ``u = beta * x``, which
-    never overflows, whatever the threshold.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    beta : float, optional
-        Sharpness (nonzero). Default 1.
-    threshold : float, optional
-        Above this value of ``beta * x`` the result is ``x`` itself, as in PyTorch.
-        Default 20.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.softplus(x, beta, threshold, out=out)
     beta, threshold = _softplus_options(beta, threshold)
     return _forward(x, out, SOFTPLUS, beta, threshold)
 
 
+@with_fallback(_fallback.softplus_backward)
 def softplus_backward(grad, x, beta=1.0, threshold=20.0, *, out=None):
-    """Gradient of softplus given its input ``x``: ``grad * sigmoid(beta * x)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to softplus's output.
-    x : array_like
-        The input of softplus, same shape as ``grad``.
-    beta : float, optional
-        Sharpness (nonzero). Default 1.
-    threshold : float, optional
-        Above this value of ``beta * x`` the gradient passes through unchanged.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``x``.
-
-    Returns
-    -------
-    ndarray
-        The gradient with respect to softplus's input.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.softplus_backward(grad, x, beta, threshold, out=out)
     beta, threshold = _softplus_options(beta, threshold)
     return _backward(grad, x, "x", out, SOFTPLUS, beta, threshold)

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from fastloss import _runtime
+from fastloss._dispatch import with_fallback
 from fastloss import fallback as _fallback
 from fastloss._loss_validation import (
     check_class_axis,
@@ -230,12 +231,9 @@ _RAISES_DOC = """
         A target that is neither integer nor floating; complex or object input."""
 
 
+@with_fallback(_fallback.cross_entropy)
 def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
                   ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    if _runtime.kernels() is None:
-        return _fallback.cross_entropy(
-            logits, target, axis=axis, weight=weight, sample_weight=sample_weight,
-            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     if not pb.kernel_covers():
@@ -274,14 +272,10 @@ cross_entropy.__doc__ = f"""Cross-entropy between softmax(logits) and a target, 
     """
 
 
+@with_fallback(_fallback.cross_entropy_backward)
 def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
                            sample_weight=None, ignore_index=-100, reduction="mean",
                            label_smoothing=0.0, out=None):
-    if _runtime.kernels() is None:
-        return _fallback.cross_entropy_backward(
-            logits, target, grad_output, axis=axis, weight=weight,
-            sample_weight=sample_weight, ignore_index=ignore_index, reduction=reduction,
-            label_smoothing=label_smoothing, out=out)
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     g = check_grad_output(grad_output, pb.reduction, pb.row_shape)
@@ -315,14 +309,10 @@ cross_entropy_backward.__doc__ = f"""Gradient of ``cross_entropy`` with respect 
     """
 
 
+@with_fallback(_fallback.cross_entropy_with_grad)
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
                             ignore_index=-100, reduction="mean", label_smoothing=0.0,
                             out=None):
-    if _runtime.kernels() is None:
-        return _fallback.cross_entropy_with_grad(
-            logits, target, axis=axis, weight=weight, sample_weight=sample_weight,
-            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
-            out=out)
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     if out is not None:
@@ -399,56 +389,12 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
     return (loss, finish_float(grad, dtype)) if want_grad else loss
 
 
+@with_fallback(_fallback.nll_loss)
 def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):
-    """Negative log-likelihood of class indices, as PyTorch's ``nll_loss``.
-
-    Parameters
-    ----------
-    log_probs : array_like
-        Log-probabilities (e.g. from :func:`log_softmax`).
-    target : array_like of int
-        Class indices, the shape of ``log_probs`` without ``axis``.
-    axis : int, optional
-        The class axis. Default -1.
-    weight : array_like, optional
-        Per-class weight, of length C.
-    ignore_index : int, optional
-        Target value that contributes no loss and is left out of the mean. Default -100.
-    reduction : {"mean", "sum", "none"}, optional
-        ``"mean"`` divides by the summed class weights of the non-ignored targets (NaN
-        when there are none). Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        A NumPy scalar of the input's dtype, or the per-row losses for ``"none"``.
-
-    Raises
-    ------
-    IndexError
-        A class index outside ``[0, C)`` that is not ``ignore_index``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.nll_loss(log_probs, target, axis=axis, weight=weight,
-                                  ignore_index=ignore_index, reduction=reduction)
     return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=False)
 
 
+@with_fallback(_fallback.nll_loss_with_grad)
 def nll_loss_with_grad(log_probs, target, *, axis=-1, weight=None, ignore_index=-100,
                        reduction="mean"):
-    """:func:`nll_loss` and its gradient with respect to ``log_probs``.
-
-    Parameters are those of :func:`nll_loss`.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As :func:`nll_loss` returns it.
-    grad : ndarray
-        d loss / d log_probs (of the summed loss when ``reduction="none"``): zero except
-        ``-weight[y] * scale`` at each row's target.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.nll_loss_with_grad(log_probs, target, axis=axis, weight=weight,
-                                            ignore_index=ignore_index, reduction=reduction)
     return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=True)

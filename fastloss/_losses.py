@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastloss import _runtime
+from fastloss._dispatch import with_fallback
 from fastloss import fallback as _fallback
 from fastloss._flat import as_flat, bcast_factor, flat_order, kernel_ready
 from fastloss._loss_validation import (
@@ -146,47 +147,13 @@ def _bce(probs, target, weight, reduction, want_grad):
                 probabilities=True)
 
 
+@with_fallback(_fallback.binary_cross_entropy)
 def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
-    """Binary cross-entropy of probabilities, as PyTorch's (logs clamped at -100).
-
-    Parameters
-    ----------
-    probs : array_like
-        Predicted probabilities in [0, 1] (NaN passes through; anything else outside
-        the interval raises ``ValueError``).
-    target : array_like
-        Target probabilities, broadcastable to ``probs``.
-    weight : array_like, optional
-        Elementwise rescaling weight, broadcastable to ``probs``.
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``probs``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.binary_cross_entropy(probs, target, weight=weight, reduction=reduction)
     return _bce(probs, target, weight, reduction, want_grad=False)
 
 
+@with_fallback(_fallback.binary_cross_entropy_with_grad)
 def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mean"):
-    """``binary_cross_entropy`` and its gradient with respect to ``probs``, in one pass.
-
-    Parameters are those of :func:`binary_cross_entropy`.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``binary_cross_entropy`` returns it.
-    grad : ndarray
-        d loss / d probs (of the summed loss for ``"none"``), PyTorch's formula
-        ``(p - t) / max(p (1 - p), 1e-12)``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.binary_cross_entropy_with_grad(probs, target, weight=weight,
-                                                        reduction=reduction)
     return _bce(probs, target, weight, reduction, want_grad=True)
 
 
@@ -198,51 +165,15 @@ def _bce_logits(logits, target, weight, pos_weight, reduction, want_grad):
                 pos_weight=pw)
 
 
+@with_fallback(_fallback.binary_cross_entropy_with_logits)
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
                                      reduction="mean"):
-    """Binary cross-entropy of ``sigmoid(logits)``, stable for any finite logit.
-
-    Parameters
-    ----------
-    logits : array_like
-        Unnormalized scores.
-    target : array_like
-        Target probabilities, broadcastable to ``logits``.
-    weight : array_like, optional
-        Elementwise rescaling weight, broadcastable to ``logits``.
-    pos_weight : array_like, optional
-        Weight of the positive term, broadcastable to ``logits`` (so a length-C vector
-        applies along the last axis).
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``logits``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.binary_cross_entropy_with_logits(
-            logits, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
     return _bce_logits(logits, target, weight, pos_weight, reduction, want_grad=False)
 
 
+@with_fallback(_fallback.binary_cross_entropy_with_logits_with_grad)
 def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None,
                                                pos_weight=None, reduction="mean"):
-    """``binary_cross_entropy_with_logits`` and its gradient, in one pass.
-
-    Parameters are those of :func:`binary_cross_entropy_with_logits`.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``binary_cross_entropy_with_logits`` returns it.
-    grad : ndarray
-        d loss / d logits (of the summed loss for ``"none"``).
-    """
-    if _runtime.kernels() is None:
-        return _fallback.binary_cross_entropy_with_logits_with_grad(
-            logits, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
     return _bce_logits(logits, target, weight, pos_weight, reduction, want_grad=True)
 
 
@@ -254,91 +185,25 @@ def _kl_div(input, target, reduction, log_target, want_grad):
                 want_grad)
 
 
+@with_fallback(_fallback.kl_div)
 def kl_div(input, target, *, reduction="mean", log_target=False):
-    """Kullback-Leibler divergence, as PyTorch's ``kl_div``.
-
-    Per element ``target * (log(target) - input)``; a target of 0 contributes 0
-    (``0 log 0 = 0``), also against an input of ``-inf``.
-
-    Parameters
-    ----------
-    input : array_like
-        Log-probabilities.
-    target : array_like
-        Probabilities (log-probabilities if ``log_target``), broadcastable to ``input``.
-    reduction : {"mean", "batchmean", "sum", "none"}, optional
-        ``"mean"`` averages over all elements; ``"batchmean"`` divides the sum by
-        ``input.shape[0]`` (the mathematically correct KL divergence). Default "mean".
-    log_target : bool, optional
-        Whether ``target`` holds log-probabilities. Default False.
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.kl_div(input, target, reduction=reduction, log_target=log_target)
     return _kl_div(input, target, reduction, log_target, want_grad=False)
 
 
+@with_fallback(_fallback.kl_div_with_grad)
 def kl_div_with_grad(input, target, *, reduction="mean", log_target=False):
-    """``kl_div`` and its gradient with respect to ``input``, in one pass.
-
-    Parameters are those of :func:`kl_div`.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``kl_div`` returns it.
-    grad : ndarray
-        d loss / d input: ``-target`` (``-exp(target)`` with ``log_target``), scaled by
-        the reduction.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.kl_div_with_grad(input, target, reduction=reduction,
-                                          log_target=log_target)
     return _kl_div(input, target, reduction, log_target, want_grad=True)
 
 
 # -- regression losses ---------------------------------------------------------------------
 
+@with_fallback(_fallback.mse_loss)
 def mse_loss(input, target, *, reduction="mean"):
-    """Mean squared error ``(input - target) ** 2``, as PyTorch's ``mse_loss``.
-
-    Parameters
-    ----------
-    input : array_like
-        Predictions.
-    target : array_like
-        Targets, broadcastable to ``input``.
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.mse_loss(input, target, reduction=reduction)
     return _run(MSE, *_pair(input, target, reduction), want_grad=False)
 
 
+@with_fallback(_fallback.mse_loss_with_grad)
 def mse_loss_with_grad(input, target, *, reduction="mean"):
-    """``mse_loss`` and its gradient ``2 (input - target)`` (scaled by the reduction).
-
-    Parameters are those of :func:`mse_loss`.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``mse_loss`` returns it.
-    grad : ndarray
-        d loss / d input.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.mse_loss_with_grad(input, target, reduction=reduction)
     return _run(MSE, *_pair(input, target, reduction), want_grad=True)
 
 
@@ -347,45 +212,13 @@ def _smooth_l1(input, target, beta, reduction, want_grad):
     return _run(SMOOTH_L1, *_pair(input, target, reduction), want_grad, param=beta)
 
 
+@with_fallback(_fallback.smooth_l1_loss)
 def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean"):
-    """Smooth L1 loss, as PyTorch's ``smooth_l1_loss``.
-
-    Parameters
-    ----------
-    input : array_like
-        Predictions.
-    target : array_like
-        Targets, broadcastable to ``input``.
-    beta : float, optional
-        Width of the quadratic zone (>= 0; 0 gives the L1 loss). Default 1.
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.smooth_l1_loss(input, target, beta=beta, reduction=reduction)
     return _smooth_l1(input, target, beta, reduction, want_grad=False)
 
 
+@with_fallback(_fallback.smooth_l1_loss_with_grad)
 def smooth_l1_loss_with_grad(input, target, *, beta=1.0, reduction="mean"):
-    """``smooth_l1_loss`` and its gradient with respect to ``input``, in one pass.
-
-    Parameters are those of :func:`smooth_l1_loss`.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``smooth_l1_loss`` returns it.
-    grad : ndarray
-        d loss / d input: ``d / beta`` inside the quadratic zone, ``sign(d)`` outside.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.smooth_l1_loss_with_grad(input, target, beta=beta,
-                                                  reduction=reduction)
     return _smooth_l1(input, target, beta, reduction, want_grad=True)
 
 
@@ -394,44 +227,13 @@ def _huber(input, target, delta, reduction, want_grad):
     return _run(HUBER, *_pair(input, target, reduction), want_grad, param=delta)
 
 
+@with_fallback(_fallback.huber_loss)
 def huber_loss(input, target, *, delta=1.0, reduction="mean"):
-    """Huber loss, as PyTorch's ``huber_loss`` (``delta * smooth_l1_loss(beta=delta)``).
-
-    Parameters
-    ----------
-    input : array_like
-        Predictions.
-    target : array_like
-        Targets, broadcastable to ``input``.
-    delta : float, optional
-        Where the loss turns from quadratic to linear (> 0). Default 1.
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.huber_loss(input, target, delta=delta, reduction=reduction)
     return _huber(input, target, delta, reduction, want_grad=False)
 
 
+@with_fallback(_fallback.huber_loss_with_grad)
 def huber_loss_with_grad(input, target, *, delta=1.0, reduction="mean"):
-    """``huber_loss`` and its gradient with respect to ``input``, in one pass.
-
-    Parameters are those of :func:`huber_loss`.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``huber_loss`` returns it.
-    grad : ndarray
-        d loss / d input: ``d`` inside ``|d| < delta``, ``delta * sign(d)`` outside.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.huber_loss_with_grad(input, target, delta=delta, reduction=reduction)
     return _huber(input, target, delta, reduction, want_grad=True)
 
 
@@ -477,54 +279,13 @@ def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
     return loss, finish_float(grad, dtype)
 
 
+@with_fallback(_fallback.multi_margin_loss)
 def multi_margin_loss(input, target, *, p=1, margin=1.0, weight=None, reduction="mean",
                       axis=-1):
-    """Multi-class hinge loss, as PyTorch's ``multi_margin_loss``.
-
-    Per row: ``sum_{j != y} w_y * max(0, margin - x_y + x_j) ** p / C``.
-
-    Parameters
-    ----------
-    input : array_like
-        Scores, with the classes along ``axis``.
-    target : array_like of int
-        Class indices in ``[0, C)``, the shape of ``input`` without ``axis``.
-    p : {1, 2}, optional
-        Power of the hinge. Default 1.
-    margin : float, optional
-        Required margin. Default 1.
-    weight : array_like, optional
-        Per-class weight, length C (applied by the target's class).
-    reduction : {"mean", "sum", "none"}, optional
-        ``"mean"`` averages over rows. Default "mean".
-    axis : int, optional
-        The class axis. Default -1.
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.multi_margin_loss(input, target, p=p, margin=margin, weight=weight,
-                                           reduction=reduction, axis=axis)
     return _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad=False)
 
 
+@with_fallback(_fallback.multi_margin_loss_with_grad)
 def multi_margin_loss_with_grad(input, target, *, p=1, margin=1.0, weight=None,
                                 reduction="mean", axis=-1):
-    """``multi_margin_loss`` and its gradient with respect to ``input``, in one pass.
-
-    Parameters are those of :func:`multi_margin_loss`.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``multi_margin_loss`` returns it.
-    grad : ndarray
-        d loss / d input (of the summed loss for ``"none"``).
-    """
-    if _runtime.kernels() is None:
-        return _fallback.multi_margin_loss_with_grad(
-            input, target, p=p, margin=margin, weight=weight, reduction=reduction, axis=axis)
     return _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastloss import _runtime
+from fastloss._dispatch import with_fallback
 from fastloss import fallback as _fallback
 from fastloss._validation import (
     as_float_array,
@@ -95,58 +96,18 @@ def _softmax_like(x, axis, out, log_mode):
     return finish_float(result, result_dtype, out)
 
 
+@with_fallback(_fallback.softmax)
 def softmax(x, axis=-1, *, out=None):
-    """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input logits.
-    axis : int, tuple of ints or None, optional
-        Axis (or axes) along which the probabilities sum to one. Default -1.
-    out : ndarray, optional
-        A location into which the result is stored (may be ``x`` itself).
-
-    Returns
-    -------
-    ndarray
-        Probabilities with the shape and dtype of ``x``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.softmax(x, axis, out=out)
     return _softmax_like(x, axis, out, False)
 
 
+@with_fallback(_fallback.log_softmax)
 def log_softmax(x, axis=-1, *, out=None):
-    """Log-softmax along ``axis``: ``x - logsumexp(x)``, computed stably.
-
-    Parameters are those of :func:`softmax`.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.log_softmax(x, axis, out=out)
     return _softmax_like(x, axis, out, True)
 
 
+@with_fallback(_fallback.logsumexp)
 def logsumexp(x, axis=-1, *, keepdims=False, out=None):
-    """``log(sum(exp(x)))`` along ``axis``, without overflow.
-
-    Parameters
-    ----------
-    x : array_like
-    axis : int, tuple of ints or None, optional
-        Axis or axes reduced. Default -1. ``None`` reduces the whole array.
-    keepdims : bool, optional
-        Keep the reduced axes with length one.
-    out : ndarray, optional
-        A location into which the result is stored.
-
-    Returns
-    -------
-    ndarray or scalar
-        A NumPy scalar when every axis is reduced without ``keepdims``.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.logsumexp(x, axis, keepdims=keepdims, out=out)
     arr, result_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
     kept_shape = tuple(1 if a in axes else n for a, n in enumerate(arr.shape))
@@ -186,30 +147,11 @@ def _backward(grad, y, axis, out, log_mode, name):
     return finish_float(result, result_dtype, out)
 
 
+@with_fallback(_fallback.softmax_backward)
 def softmax_backward(grad, y, axis=-1, *, out=None):
-    """Vector-Jacobian product of softmax: ``y * (grad - sum(grad * y))``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient of the loss with respect to the softmax output.
-    y : array_like
-        The softmax output ``softmax(x, axis)``.
-    axis : int, optional
-        The softmax axis. Default -1.
-    out : ndarray, optional
-        A location into which the result is stored (may be ``grad`` or ``y``).
-    """
-    if _runtime.kernels() is None:
-        return _fallback.softmax_backward(grad, y, axis, out=out)
     return _backward(grad, y, axis, out, False, "softmax_backward")
 
 
+@with_fallback(_fallback.log_softmax_backward)
 def log_softmax_backward(grad, y, axis=-1, *, out=None):
-    """Vector-Jacobian product of log_softmax: ``grad - exp(y) * sum(grad)``.
-
-    ``y`` is the log_softmax output; other parameters as in :func:`softmax_backward`.
-    """
-    if _runtime.kernels() is None:
-        return _fallback.log_softmax_backward(grad, y, axis, out=out)
     return _backward(grad, y, axis, out, True, "log_softmax_backward")
