@@ -1338,6 +1338,22 @@ def _list(file):
         print(f"peer {name}: {state}", file=file)
 
 
+def _warn_if_extension_missing(progress):
+    """Say loudly when the compiled kernels are absent: the table would then time the
+    NumPy fallback against itself.  The usual cause is running ``python -m
+    fastloss.bench`` from the source tree, which puts the uncompiled ``fastloss/``
+    first on sys.path; the installed ``fastloss-bench`` command does not."""
+    import fastloss
+    from fastloss import _runtime
+
+    if _runtime._kernels is None:
+        progress(
+            "WARNING: fastloss's compiled extension is not loaded (imported from "
+            f"{os.path.dirname(fastloss.__file__)}): 'fastloss' rows time the NumPy fallback. "
+            "Install the package and run `fastloss-bench`, or `python -m fastloss.bench` "
+            "from outside the source tree.")
+
+
 def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.list:
@@ -1345,6 +1361,7 @@ def main(argv=None):
         return 0
 
     progress = _stderr
+    _warn_if_extension_missing(progress)
     settings = Settings(
         functions=args.functions, shapes=args.shapes, dtypes=args.dtypes,
         threads=args.threads, repeats=args.repeats, quick=args.quick, peers=args.peers,

@@ -11,6 +11,7 @@
 import io
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -72,6 +73,14 @@ def test_installed_copy_is_tested():
     assert not os.path.exists(os.path.join(root, "setup.py")), (
         f"fastloss was imported from the source tree {root}, not from the installed copy"
     )
+
+
+def test_bench_command_is_installed():
+    """The README's benchmark command, `fastloss-bench`, comes with the package."""
+    if not TEST_INSTALLED:
+        pytest.skip("set FASTLOSS_TEST_INSTALLED=1 to require an installed fastloss")
+    script = pathlib.Path(sys.executable).with_name("fastloss-bench")
+    assert script.exists(), f"{script} was not installed"
 
 
 def test_show_config_basics():
