@@ -20,23 +20,16 @@ import math
 import numpy as np
 
 from fastloss import _runtime
-from fastloss._dispatch import with_fallback
 from fastloss import fallback as _fallback
+from fastloss._dispatch import with_fallback
 from fastloss._loss_validation import (
-    check_class_axis,
-    check_class_target,
-    check_class_weight,
+    check_cross_entropy_args,
     check_grad_output,
-    check_ignore_index,
-    check_index_target,
-    check_label_smoothing,
-    check_sample_weight,
+    check_nll_args,
 )
 from fastloss._softmax import _kernel_ready, _output_view
 from fastloss._validation import (
-    as_float_array,
     check_out,
-    check_reduction,
     class_axis_view,
     finish_float,
 )
@@ -112,16 +105,8 @@ def _kernel_ignore_index(ignore_index):
 
 def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
              label_smoothing):
-    # The order of the checks is the fallback's, so both backends raise alike.
-    x, dtype = as_float_array(logits, "logits")
-    ax = check_class_axis(axis, x.ndim)
-    reduction = check_reduction(reduction)
-    eps = check_label_smoothing(label_smoothing)
-    ignore_index = check_ignore_index(ignore_index)
-    kind, t = check_class_target(target, x.shape, ax, ignore_index)
-    w = check_class_weight(weight, x.shape[ax])
-    sw = check_sample_weight(sample_weight, x.shape[:ax] + x.shape[ax + 1:])
-    return _Problem(x, dtype, ax, kind, t, w, sw, ignore_index, reduction, eps)
+    return _Problem(*check_cross_entropy_args(logits, target, axis, weight, sample_weight,
+                                              ignore_index, reduction, label_smoothing))
 
 
 def _ratio(total, denominator):
@@ -352,12 +337,8 @@ cross_entropy_with_grad.__doc__ = f"""Cross-entropy and its gradient from one fu
 # -- nll_loss ---------------------------------------------------------------------------
 
 def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
-    x, dtype = as_float_array(log_probs, "log_probs")
-    ax = check_class_axis(axis, x.ndim)
-    reduction = check_reduction(reduction)
-    ignore_index = check_ignore_index(ignore_index)
-    t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], x.shape[ax], ignore_index)
-    w = check_class_weight(weight, x.shape[ax])
+    x, dtype, ax, t, w, ignore_index, reduction = check_nll_args(
+        log_probs, target, axis, weight, ignore_index, reduction)
     pb = _Problem(x, dtype, ax, "index", t, w, None, ignore_index, reduction, 0.0)
     if not pb.kernel_covers():
         f = _fallback.nll_loss_with_grad if want_grad else _fallback.nll_loss

@@ -14,7 +14,7 @@ import operator
 
 import numpy as np
 
-from fastloss._validation import as_float_array, normalize_axis
+from fastloss._validation import as_float_array, check_reduction, normalize_axis
 
 __all__ = [
     "check_class_axis",
@@ -247,3 +247,55 @@ def common_float_dtype(*result_dtypes):
     result = np.result_type(*result_dtypes)
     compute = np.dtype(np.float32) if result == np.float16 else result
     return compute, result
+
+
+# -- whole argument lists ------------------------------------------------------------------
+# One function per loss family checks every argument in a fixed order.  The compiled
+# wrappers and the fallback both call these, so the two backends raise the same error
+# for the same bad call.
+
+def check_cross_entropy_args(logits, target, axis, weight, sample_weight, ignore_index,
+                             reduction, label_smoothing):
+    """Validate cross-entropy arguments.
+
+    Returns ``(x, dtype, axis, target_kind, target, weight, sample_weight,
+    ignore_index, reduction, label_smoothing)``: ``x`` the logits as computed,
+    ``dtype`` the result dtype, ``target_kind`` ``"index"`` or ``"probs"``.
+    """
+    x, dtype = as_float_array(logits, "logits")
+    ax = check_class_axis(axis, x.ndim)
+    reduction = check_reduction(reduction)
+    eps = check_label_smoothing(label_smoothing)
+    ignore_index = check_ignore_index(ignore_index)
+    kind, t = check_class_target(target, x.shape, ax, ignore_index)
+    w = check_class_weight(weight, x.shape[ax])
+    sw = check_sample_weight(sample_weight, x.shape[:ax] + x.shape[ax + 1:])
+    return x, dtype, ax, kind, t, w, sw, ignore_index, reduction, eps
+
+
+def check_nll_args(log_probs, target, axis, weight, ignore_index, reduction):
+    """Validate nll_loss arguments: ``(x, dtype, axis, target, weight, ignore_index,
+    reduction)``."""
+    x, dtype = as_float_array(log_probs, "log_probs")
+    ax = check_class_axis(axis, x.ndim)
+    reduction = check_reduction(reduction)
+    ignore_index = check_ignore_index(ignore_index)
+    n_classes = x.shape[ax]
+    t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], n_classes, ignore_index)
+    w = check_class_weight(weight, n_classes)
+    return x, dtype, ax, t, w, ignore_index, reduction
+
+
+def check_multi_margin_args(input, target, p, margin, weight, reduction, axis):
+    """Validate multi_margin_loss arguments: ``(x, dtype, axis, target, weight, p,
+    margin, reduction)``."""
+    x, dtype = as_float_array(input, "input")
+    ax = check_class_axis(axis, x.ndim)
+    reduction = check_reduction(reduction)
+    if isinstance(p, (bool, np.bool_)) or p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2; got {p!r}")
+    margin = check_real(margin, "margin")
+    n_classes = x.shape[ax]
+    t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], n_classes)
+    w = check_class_weight(weight, n_classes)
+    return x, dtype, ax, t, w, p, margin, reduction

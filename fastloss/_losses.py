@@ -24,14 +24,12 @@ from __future__ import annotations
 import numpy as np
 
 from fastloss import _runtime
-from fastloss._dispatch import with_fallback
 from fastloss import fallback as _fallback
+from fastloss._dispatch import with_fallback
 from fastloss._flat import as_flat, bcast_factor, flat_order, kernel_ready
 from fastloss._loss_validation import (
     check_broadcastable,
-    check_class_axis,
-    check_class_weight,
-    check_index_target,
+    check_multi_margin_args,
     check_probabilities,
     check_real,
 )
@@ -240,16 +238,9 @@ def huber_loss_with_grad(input, target, *, delta=1.0, reduction="mean"):
 # -- multi-class hinge ---------------------------------------------------------------------
 
 def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
-    x, dtype = as_float_array(input, "input")
-    ax = check_class_axis(axis, x.ndim)
-    reduction = check_reduction(reduction)
-    if isinstance(p, (bool, np.bool_)) or p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2; got {p!r}")
-    margin = check_real(margin, "margin")
-    n_classes = x.shape[ax]
+    x, dtype, ax, t, w, p, margin, reduction = check_multi_margin_args(
+        input, target, p, margin, weight, reduction, axis)
     row_shape = x.shape[:ax] + x.shape[ax + 1:]
-    t = check_index_target(target, row_shape, n_classes)
-    w = check_class_weight(weight, n_classes)
 
     x3 = kernel_ready(class_axis_view(x, ax))
     n_rows = x3.shape[0] * x3.shape[2]

@@ -35,16 +35,11 @@ from typing import NamedTuple
 import numpy as np
 
 from fastloss._loss_validation import (
-    check_class_axis,
-    check_class_target,
-    check_class_weight,
+    check_cross_entropy_args,
     check_grad_output,
-    check_ignore_index,
-    check_index_target,
-    check_label_smoothing,
-    check_sample_weight,
+    check_nll_args,
 )
-from fastloss._validation import as_float_array, check_out, check_reduction, finish_float
+from fastloss._validation import check_out, finish_float
 from fastloss.fallback.softmax import _work_buffer
 
 __all__ = [
@@ -84,15 +79,8 @@ class _Problem(NamedTuple):
 
 
 def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction, label_smoothing):
-    x, dtype = as_float_array(logits, "logits")
-    ax = check_class_axis(axis, x.ndim)
-    reduction = check_reduction(reduction)
-    eps = check_label_smoothing(label_smoothing)
-    ignore_index = check_ignore_index(ignore_index)
-    kind, t = check_class_target(target, x.shape, ax, ignore_index)
-    w = check_class_weight(weight, x.shape[ax])
-    sw = check_sample_weight(sample_weight, x.shape[:ax] + x.shape[ax + 1:])
-    return _Problem(x, dtype, ax, kind, t, w, sw, ignore_index, reduction, eps)
+    return _Problem(*check_cross_entropy_args(logits, target, axis, weight, sample_weight,
+                                              ignore_index, reduction, label_smoothing))
 
 
 def _gather(a, y, axis):
@@ -317,13 +305,8 @@ cross_entropy_with_grad.__doc__ = f"""Cross-entropy and its gradient from one pa
 # -- nll_loss ---------------------------------------------------------------------------
 
 def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
-    x, dtype = as_float_array(log_probs, "log_probs")
-    ax = check_class_axis(axis, x.ndim)
-    reduction = check_reduction(reduction)
-    ignore_index = check_ignore_index(ignore_index)
-    n_classes = x.shape[ax]
-    t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], n_classes, ignore_index)
-    w = check_class_weight(weight, n_classes)
+    x, dtype, ax, t, w, ignore_index, reduction = check_nll_args(
+        log_probs, target, axis, weight, ignore_index, reduction)
     with np.errstate(all="ignore"):
         active = np.expand_dims(t != ignore_index, ax)
         y = np.where(active, np.expand_dims(t, ax), 0)  # ignored rows read class 0

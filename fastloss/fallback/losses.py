@@ -13,13 +13,16 @@ import numpy as np
 
 from fastloss._loss_validation import (
     check_broadcastable,
-    check_class_axis,
-    check_class_weight,
-    check_index_target,
+    check_multi_margin_args,
     check_probabilities,
     check_real,
 )
-from fastloss._validation import REDUCTIONS, as_float_array, check_reduction, finish_float
+from fastloss._validation import (
+    REDUCTIONS,
+    as_float_array,
+    check_reduction,
+    finish_float,
+)
 from fastloss.fallback.activations import stable_sigmoid, stable_softplus
 
 __all__ = [
@@ -421,16 +424,9 @@ def huber_loss_with_grad(input, target, *, delta=1.0, reduction="mean"):
 # -- multi-class hinge ---------------------------------------------------------------------
 
 def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
-    x, dtype = as_float_array(input, "input")
-    ax = check_class_axis(axis, x.ndim)
-    reduction = check_reduction(reduction)
-    if isinstance(p, (bool, np.bool_)) or p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2; got {p!r}")
-    margin = check_real(margin, "margin")
+    x, dtype, ax, t, w, p, margin, reduction = check_multi_margin_args(
+        input, target, p, margin, weight, reduction, axis)
     n_classes = x.shape[ax]
-    row_shape = x.shape[:ax] + x.shape[ax + 1:]
-    t = check_index_target(target, row_shape, n_classes)
-    w = check_class_weight(weight, n_classes)
     with np.errstate(all="ignore"):
         y = np.expand_dims(t, ax)
         # z_ij = margin - x_{i y_i} + x_ij: how far class j intrudes into the margin
