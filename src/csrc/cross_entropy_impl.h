@@ -117,7 +117,7 @@ static inline __attribute__((always_inline)) double
 FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
                    FL_T *g, ptrdiff_t gs, ptrdiff_t n, FL_T m,
                    const double *w, double c1, double c0, double *swd_out, double *swq_out,
-                   const int mode, const int has_w, const int store)
+                   const FL_T *pf, const int mode, const int has_w, const int store)
 {
     double s = 0.0, swd = 0.0, swq = 0.0;
     const double md = (double)m;
@@ -129,9 +129,7 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
             const ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
             const FL_T *xc = x + j0;
             FL_T *ec = store ? g + j0 : chunk;
-#pragma omp simd
-            for (ptrdiff_t j = 0; j < len; j++)
-                ec[j] = FL_EXPS(xc[j] - m);
+            FL_FN(exp_shifted)(xc, m, ec, len, pf ? pf + j0 : NULL);
             s += FL_FN(sum_as_double)(ec, len);
         }
     } else if (mode == FL_CE_PLAIN) {
@@ -213,7 +211,7 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g, ptrdiff_t gs,
               FL_T *loss_slot, ptrdiff_t n, const fl_ce_args *a, const fl_ce_lane *L,
-              const int mode, const int has_w, const int grad)
+              const FL_T *pf, const int mode, const int has_w, const int grad)
 {
     if (!L->active) {
         if (grad) {
@@ -230,7 +228,7 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
     double swd, swq;
     const double s = FL_FN(ce_row_sums)(x, xs, q, qs, g, gs, n, m, a->weight,
                                         1.0 - eps, eps / (double)n, &swd, &swq,
-                                        mode, has_w, grad);
+                                        pf, mode, has_w, grad);
     double l = 0.0;
     if (a->want_loss) {
         l = fl_ce_row_loss(a, L, n, mode, log(s), dy, swd, swq);
@@ -427,10 +425,12 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
             FL_T *gr = grad ? g + o * v->so[0] + i * v->so[2] : NULL;
             FL_T *slot = loss ? loss + o * a->ls[0] + i * a->ls[1] : NULL;
             if (unit)   /* contiguous rows: unit strides are constants, loops vectorize */
-                total += FL_FN(ce_row)(xr, 1, qr, 1, gr, 1, slot, n, a, &L, mode, has_w, grad);
+                total += FL_FN(ce_row)(xr, 1, qr, 1, gr, 1, slot, n, a, &L,
+                                       fl_prefetch_next(v, r, le, sizeof(FL_T)) ? xr + v->sa[0] : NULL,
+                                       mode, has_w, grad);
             else
                 total += FL_FN(ce_row)(xr, v->sa[1], qr, v->sb[1], gr, v->so[1], slot, n, a,
-                                       &L, mode, has_w, grad);
+                                       &L, NULL, mode, has_w, grad);
         }
         return total;
     }

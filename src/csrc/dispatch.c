@@ -104,3 +104,17 @@ void fl_omp_set_num_threads(int n)
     (void)n;
 #endif
 }
+
+void *fl_thread_scratch(size_t bytes)
+{
+    static __thread void *buf = NULL;
+    static __thread size_t cap = 0;
+    if (bytes <= cap) return buf;
+    size_t want = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, want);
+    if (p == NULL) return NULL;
+    free(buf);
+    buf = p;
+    cap = want;
+    return buf;
+}

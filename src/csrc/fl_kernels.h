@@ -182,4 +182,9 @@ int fl_build_openmp(void);                        /* _OPENMP date, 0 without Ope
 int fl_omp_max_threads(void);
 void fl_omp_set_num_threads(int n);
 
+/* A 64-byte aligned buffer of at least `bytes` private to the calling thread, kept
+ * and reused by its later calls (grown when too small); NULL if it cannot be had.
+ * Only for the bounded scratch of the streaming softmax (FL_STREAM_MAX_ROW_BYTES). */
+void *fl_thread_scratch(size_t bytes);
+
 #endif /* FL_KERNELS_H */

@@ -4,6 +4,7 @@
  * after that file has selected its instruction set with #pragma GCC target.
  */
 #include <math.h>
+#include <string.h>
 #include "fl_kernels.h"
 #include "fl_math.h"
 #include "fl_template.h"
@@ -36,6 +37,92 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
     ptrdiff_t len = v->inner - *i0;
     if (len > lane_end - lane) len = lane_end - lane;
     return len > FL_COL_BLOCK ? FL_COL_BLOCK : len;
+}
+
+/* Software prefetch of the next row.  A row's first pass (the max) streams it from
+ * memory; the later passes compute out of L2 and would leave DRAM idle.  Asking for
+ * the next row while the current one computes (its exp pass) overlaps the two.
+ * The prefetches go out FL_PF_BLOCK elements' worth at a time, interleaved with the
+ * computation: all of a 4 KiB chunk's 64 lines at once filled the miss buffers and
+ * stalled the current row's own loads (measured slower than no prefetch at all).
+ * Measured at (2048, 32000) float32, 1 thread: cross-entropy forward 28.3 -> 23.8
+ * ms, in place with gradient 32.8 -> 27.8 ms; rows under 16 KiB gained nothing. */
+#define FL_PREFETCH_MIN_BYTES 16384   /* shorter rows: the hardware prefetcher keeps up */
+#define FL_PF_BLOCK 128               /* elements computed per burst of prefetches */
+
+static inline void fl_prefetch_range(const void *p, ptrdiff_t bytes)
+{
+    const char *c = (const char *)p;
+    for (ptrdiff_t b = 0; b < bytes; b += 64)
+        __builtin_prefetch(c + b, 0, 1);   /* prefetcht2: into L2 */
+}
+
+/* Whether row r (of lanes ending before le) has a next row worth prefetching: rows
+ * layout with inner == 1 and unit class stride, and rows large enough. */
+static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le, size_t esize)
+{
+    return v->inner == 1 && r + 1 < le && v->n * (ptrdiff_t)esize >= FL_PREFETCH_MIN_BYTES;
+}
+
+/* Streaming (non-temporal) stores, for outputs too large to stay in cache.  A normal
+ * store first reads the line it writes from memory (read for ownership), so writing
+ * y costs as much traffic as reading x; a streaming store sends the line straight to
+ * memory.  Used only where a whole output is larger than the last-level cache
+ * (FL_STREAM_MIN_BYTES), i.e. where it would be evicted before anything read it.
+ * The kernels call fl_stream_fence before returning: streaming stores are weakly
+ * ordered, and the caller (another thread, after the OpenMP barrier) reads them. */
+#if defined(__x86_64__) && (defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__))
+#include <immintrin.h>
+#define FL_HAVE_STREAM 1
+#else
+#define FL_HAVE_STREAM 0
+#endif
+#define FL_STREAM_MIN_BYTES ((ptrdiff_t)64 << 20)
+#define FL_STREAM_MAX_ROW_BYTES ((ptrdiff_t)4 << 20)   /* softmax scratch: L2/L3-resident */
+
+/* Copy `bytes` from src to dst, which is 64-byte aligned, with streaming stores for
+ * the whole 64-byte blocks and plain ones for the rest. */
+static inline void fl_stream_store(void *dst, const void *src, ptrdiff_t bytes)
+{
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    ptrdiff_t b = 0;
+#if FL_HAVE_STREAM
+    for (; b + 64 <= bytes; b += 64) {
+#if defined(__AVX512F__)
+        _mm512_stream_si512((__m512i *)(d + b), _mm512_loadu_si512((const void *)(s + b)));
+#elif defined(__AVX__)
+        _mm256_stream_si256((__m256i *)(d + b), _mm256_loadu_si256((const __m256i *)(s + b)));
+        _mm256_stream_si256((__m256i *)(d + b + 32), _mm256_loadu_si256((const __m256i *)(s + b + 32)));
+#else
+        for (int k = 0; k < 64; k += 16)
+            _mm_stream_si128((__m128i *)(d + b + k), _mm_loadu_si128((const __m128i *)(s + b + k)));
+#endif
+    }
+#endif
+    memcpy(d + b, s + b, (size_t)(bytes - b));
+}
+
+static inline void fl_stream_fence(void)
+{
+#if FL_HAVE_STREAM
+    _mm_sfence();
+#endif
+}
+
+/* Elements of size esize before the first 64-byte boundary at or after p (at most n) */
+static inline ptrdiff_t fl_head_to_line(const void *p, size_t esize, ptrdiff_t n)
+{
+    ptrdiff_t mis = (ptrdiff_t)((uintptr_t)p & 63);
+    ptrdiff_t h = mis ? (64 - mis) / (ptrdiff_t)esize : 0;
+    if ((64 - mis) % (ptrdiff_t)esize) return n;    /* p not element-aligned to lines: no streaming */
+    return h < n ? h : n;
+}
+
+/* Whether a softmax-like kernel writing the view's output should stream it */
+static inline int fl_stream_output(const fl_view3 *v, size_t esize)
+{
+    return FL_HAVE_STREAM && v->outer * v->n * v->inner * (ptrdiff_t)esize >= FL_STREAM_MIN_BYTES;
 }
 
 #define FL_T float

@@ -65,26 +65,49 @@ FL_FN(sum_as_double)(const FL_T *e, ptrdiff_t n)
     return s;
 }
 
-/* sum_j exp(x_j - m) */
+/* e_j = exp(x_j - m) for a contiguous stretch of len elements (float-only, full
+ * vector width).  pf: the same stretch of the next row, prefetched meanwhile in
+ * bursts of FL_PF_BLOCK elements (see fl_prefetch_next), or NULL. */
+static inline __attribute__((always_inline)) void
+FL_FN(exp_shifted)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf)
+{
+    if (!pf) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < len; j++) e[j] = FL_EXPS(x[j] - m);
+        return;
+    }
+    for (ptrdiff_t b0 = 0; b0 < len; b0 += FL_PF_BLOCK) {
+        const ptrdiff_t bl = len - b0 < FL_PF_BLOCK ? len - b0 : FL_PF_BLOCK;
+        fl_prefetch_range(pf + b0, bl * (ptrdiff_t)sizeof(FL_T));
+#pragma omp simd
+        for (ptrdiff_t j = b0; j < b0 + bl; j++) e[j] = FL_EXPS(x[j] - m);
+    }
+}
+
+/* sum_j exp(x_j - m); pf: the next row to prefetch (see fl_prefetch_next) or NULL */
 static inline __attribute__((always_inline)) double
-FL_FN(row_sumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m)
+FL_FN(row_sumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, const FL_T *pf)
 {
     FL_T e[FL_SUM_CHUNK];
     double s = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_SUM_CHUNK) {
         ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
         const FL_T *xc = x + j0 * cs;
+        if (cs == 1) {
+            FL_FN(exp_shifted)(xc, m, e, len, pf ? pf + j0 : NULL);
+        } else {
 #pragma omp simd
-        for (ptrdiff_t j = 0; j < len; j++)
-            e[j] = FL_EXPS(xc[j * cs] - m);
+            for (ptrdiff_t j = 0; j < len; j++) e[j] = FL_EXPS(xc[j * cs] - m);
+        }
         s += FL_FN(sum_as_double)(e, len);
     }
     return s;
 }
 
-/* y_j = exp(x_j - m); returns sum_j y_j */
+/* y_j = exp(x_j - m); returns sum_j y_j.  pf as in row_sumexp. */
 static inline __attribute__((always_inline)) double
-FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, ptrdiff_t ys)
+FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, ptrdiff_t ys,
+                     const FL_T *pf)
 {
     double s = 0.0;
     if (ys != 1) {   /* strided output (rare): one plain loop */
@@ -99,33 +122,73 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
         ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
         const FL_T *xc = x + j0 * cs;
         FL_T *yc = y + j0;
+        if (cs == 1) {
+            FL_FN(exp_shifted)(xc, m, yc, len, pf ? pf + j0 : NULL);
+        } else {
 #pragma omp simd
-        for (ptrdiff_t j = 0; j < len; j++)
-            yc[j] = FL_EXPS(xc[j * cs] - m);
+            for (ptrdiff_t j = 0; j < len; j++) yc[j] = FL_EXPS(xc[j * cs] - m);
+        }
         s += FL_FN(sum_as_double)(yc, len);
     }
     return s;
 }
 
 static inline __attribute__((always_inline)) void
-FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t n, int log_mode)
+FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t n, int log_mode,
+                   const FL_T *pf)
 {
     FL_T m = FL_FN(row_max)(x, n, cs);
     if (log_mode) {
         /* y = (x - m) - log(sum): subtracting m first keeps the result exact for the
          * largest entries (x - m == 0), where x - (m + log s) would lose them. */
-        FL_T ls = (FL_T)log(FL_FN(row_sumexp)(x, n, cs, m));
+        FL_T ls = (FL_T)log(FL_FN(row_sumexp)(x, n, cs, m, pf));
 #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++)
             y[j * ys] = (x[j * cs] - m) - ls;
     } else {
-        FL_T inv = (FL_T)(1.0 / FL_FN(row_exp_store)(x, n, cs, m, y, ys));
+        FL_T inv = (FL_T)(1.0 / FL_FN(row_exp_store)(x, n, cs, m, y, ys, pf));
 #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++)
             y[j * ys] *= inv;
     }
 }
 
+
+/* row_softmax for a contiguous row whose output is streamed (fl_stream_output): y
+ * is written once, by streaming stores, and never read back.  softmax keeps the
+ * exponentials in the thread's scratch (L2/L3-resident) instead of in y; log_softmax
+ * recomputes (x - m) - log s from x, which is still in cache. */
+static inline __attribute__((always_inline)) void
+FL_FN(row_softmax_stream)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode, const FL_T *pf,
+                          FL_T *scratch)
+{
+    FL_T buf[FL_SUM_CHUNK] __attribute__((aligned(64)));
+    const FL_T m = FL_FN(row_max)(x, n, 1);
+    FL_T shift = 0, scale = 0;
+    if (log_mode)
+        shift = (FL_T)log(FL_FN(row_sumexp)(x, n, 1, m, pf));
+    else
+        scale = (FL_T)(1.0 / FL_FN(row_exp_store)(x, n, 1, m, scratch, 1, pf));
+    const ptrdiff_t head = fl_head_to_line(y, sizeof(FL_T), n);
+    for (ptrdiff_t j0 = 0; j0 < n;) {
+        const ptrdiff_t len = j0 == 0 && head ? head
+                            : (n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK);
+        const FL_T *xc = x + j0;
+        const FL_T *ec = scratch + j0;
+        if (log_mode) {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < len; j++) buf[j] = (xc[j] - m) - shift;
+        } else {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < len; j++) buf[j] = ec[j] * scale;
+        }
+        if (j0 == 0 && head)
+            memcpy(y, buf, (size_t)len * sizeof(FL_T));   /* up to the first line boundary */
+        else
+            fl_stream_store(y + j0, buf, len * (ptrdiff_t)sizeof(FL_T));
+        j0 += len;
+    }
+}
 
 /* ------------------------------------------------------------------ columns (inner > 1) */
 
@@ -253,14 +316,28 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
     }
     if (fl_rows_layout(v)) {
         const int unit = v->sa[1] == 1 && v->so[1] == 1;
+        if (unit && v->inner == 1 && fl_stream_output(v, sizeof(FL_T))
+            && n * (ptrdiff_t)sizeof(FL_T) <= FL_STREAM_MAX_ROW_BYTES) {
+            FL_T *scratch = log_mode ? NULL : (FL_T *)fl_thread_scratch((size_t)n * sizeof(FL_T));
+            if (log_mode || scratch) {
+                for (ptrdiff_t r = lb; r < le; r++)
+                    FL_FN(row_softmax_stream)(x + r * v->sa[0], y + r * v->so[0], n, log_mode,
+                                              fl_prefetch_next(v, r, le, sizeof(FL_T))
+                                                  ? x + (r + 1) * v->sa[0] : NULL,
+                                              scratch);
+                fl_stream_fence();
+                return;
+            }
+        }
         for (ptrdiff_t r = lb; r < le; r++) {
             ptrdiff_t o = r / v->inner, i = r - o * v->inner;
             const FL_T *xr = x + o * v->sa[0] + i * v->sa[2];
             FL_T *yr = y + o * v->so[0] + i * v->so[2];
-            if (unit)
-                FL_FN(row_softmax)(xr, 1, yr, 1, n, log_mode);   /* contiguous: vector loops */
+            if (unit)   /* contiguous: vector loops */
+                FL_FN(row_softmax)(xr, 1, yr, 1, n, log_mode,
+                                   fl_prefetch_next(v, r, le, sizeof(FL_T)) ? xr + v->sa[0] : NULL);
             else
-                FL_FN(row_softmax)(xr, v->sa[1], yr, v->so[1], n, log_mode);
+                FL_FN(row_softmax)(xr, v->sa[1], yr, v->so[1], n, log_mode, NULL);
         }
         return;
     }
@@ -277,12 +354,12 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
 
 /* logsumexp of one row; the infinite-max cases are resolved without the shift */
 static inline __attribute__((always_inline)) FL_T
-FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
+FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf)
 {
     FL_T m = FL_FN(row_max)(x, n, cs);
     if (m == INFINITY || m == -INFINITY)     /* also n == 0: the empty sum's log is -inf */
         return FL_FN(row_has_nan)(x, n, cs) ? (FL_T)NAN : m;
-    return (FL_T)((double)m + log(FL_FN(row_sumexp)(x, n, cs, m)));
+    return (FL_T)((double)m + log(FL_FN(row_sumexp)(x, n, cs, m, pf)));
 }
 
 static void
@@ -298,8 +375,10 @@ FL_FN(logsumexp_lanes)(const FL_T *x, FL_T *out, const fl_view3 *v, ptrdiff_t lb
         for (ptrdiff_t r = lb; r < le; r++) {
             ptrdiff_t o = r / v->inner, i = r - o * v->inner;
             const FL_T *xr = x + o * v->sa[0] + i * v->sa[2];
-            out[o * v->so[0] + i * v->so[2]] = v->sa[1] == 1 ? FL_FN(row_logsumexp)(xr, n, 1)
-                                                             : FL_FN(row_logsumexp)(xr, n, v->sa[1]);
+            out[o * v->so[0] + i * v->so[2]] = v->sa[1] == 1
+                ? FL_FN(row_logsumexp)(xr, n, 1,
+                                       fl_prefetch_next(v, r, le, sizeof(FL_T)) ? xr + v->sa[0] : NULL)
+                : FL_FN(row_logsumexp)(xr, n, v->sa[1], NULL);
         }
         return;
     }
