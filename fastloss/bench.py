@@ -475,6 +475,7 @@ class Spec:
     out_like: str = ""
     kwargs: dict = field(default_factory=dict)
     peers: tuple = ()
+    read_only: bool = False  # writes no N x C array: the read bandwidth is its bound
 
 
 def _rw(reads_nc, writes_nc, reads_n_targets=0, reads_n=0, writes_n=0):
@@ -506,7 +507,8 @@ def _spec(name, family, inputs, *, reads_nc=0, writes_nc=0, targets=0, reads_n=0
           writes_n=0, **kw):
     return Spec(name, family, tuple(inputs),
                 _rw(reads_nc, writes_nc, targets, reads_n, writes_n),
-                _doc(reads_nc, writes_nc, targets, reads_n, writes_n), **kw)
+                _doc(reads_nc, writes_nc, targets, reads_n, writes_n),
+                read_only=writes_nc == 0, **kw)
 
 
 FRESH_OUT = ("fresh", "out=")
@@ -784,6 +786,48 @@ def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progre
     return out
 
 
+def read_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None):
+    """Read bandwidth (GB/s, nbytes read per sum) at each thread count.
+
+    The yardstick of calls that only read the N x C array (cross_entropy, logsumexp):
+    ``fastloss._lib.kernels.stream_read`` sums a float64 array with OpenMP threads;
+    without it ``np.sum`` (single-threaded), marked so.
+    """
+    import fastloss
+
+    src = np.ones(nbytes // 8)
+    try:
+        from fastloss._lib import kernels
+        stream_read = getattr(kernels, "stream_read", None)
+    except Exception:  # noqa: BLE001 - no extension: NumPy's sum
+        stream_read = None
+    saved = fastloss.get_num_threads()
+    out = []
+    try:
+        for t in threads_list:
+            fastloss.set_num_threads(t)
+            if stream_read is not None:
+                fn, threaded = (lambda t=t: stream_read(src, t)), True
+                method = "fastloss._lib.kernels.stream_read"
+            else:
+                fn, threaded = (lambda: np.sum(src)), False
+                method = "numpy.sum" + (" (single-threaded)" if t > 1 else "")
+            fn()
+            times = [_time_calls(fn, 1) for _ in range(repeats)]
+            med = statistics.median(times)
+            row = {
+                "threads": t, "method": method, "threads_used": t if threaded else 1,
+                "bytes_per_read": src.nbytes, "gb_per_s": src.nbytes / med / 1e9,
+                "best_gb_per_s": src.nbytes / min(times) / 1e9,
+            }
+            out.append(row)
+            if progress:
+                progress(f"read bandwidth, {t} thread(s): {row['gb_per_s']:.1f} GB/s ({method})")
+    finally:
+        fastloss.set_num_threads(saved)
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Machine facts
 # ---------------------------------------------------------------------------------------
@@ -935,6 +979,7 @@ def run(settings=None, progress=None, **kwargs):
         "versions": {"numpy": np.__version__, **peers.versions},
         "peers_missing": peers.missing,
         "copy_bandwidth": [],
+        "read_bandwidth": [],
         "results": [],
         "skipped": skipped,
         "interrupted": False,
@@ -950,7 +995,11 @@ def run(settings=None, progress=None, **kwargs):
     try:
         result["copy_bandwidth"] = copy_bandwidth(
             settings.threads, settings.copy_bytes, progress=say)
+        result["read_bandwidth"] = read_bandwidth(
+            settings.threads, settings.copy_bytes, progress=say)
         bandwidth = {b["threads"]: b["gb_per_s"] for b in result["copy_bandwidth"]}
+        bandwidth.update({("read", b["threads"]): b["gb_per_s"]
+                          for b in result["read_bandwidth"]})
         for (shape, dtype), specs in groups:
             say(f"inputs {'x'.join(map(str, shape))} {dtype}")
             t_group = time.perf_counter()
@@ -1040,6 +1089,9 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
             for name, s in stats.items()},
         "gb_per_s": gbps,
         "pct_copy_bandwidth": 100.0 * gbps / bw if bw else None,
+        "pct_read_bandwidth": (100.0 * gbps / bandwidth[("read", threads)]
+                               if spec.read_only and bandwidth.get(("read", threads))
+                               else None),
         "notes": notes,
     }
     fb = times_ms.get("fallback")
@@ -1089,6 +1141,9 @@ def format_table(result):
     for b in result.get("copy_bandwidth", []):
         lines.append(f"  copy bandwidth at {b['threads']} thread(s): {b['gb_per_s']:.1f} GB/s"
                      f" ({b['method']}; best {b['best_gb_per_s']:.1f})")
+    for b in result.get("read_bandwidth", []):
+        lines.append(f"  read bandwidth at {b['threads']} thread(s): {b['gb_per_s']:.1f} GB/s"
+                     f" ({b['method']}; best {b['best_gb_per_s']:.1f})")
     lines += [
         "  ms = median time of one call over interleaved repeats (contenders round-robin).",
         "  speed-up = fallback ms / fastloss ms; >1 means fastloss is faster, <1 slower"
@@ -1099,13 +1154,14 @@ def format_table(result):
         " reused; out=logits = the gradient overwrites the logits.",
         "  GB/s = bytes the call must move (reads + writes, see --json) / fastloss time;"
         " %copy = that / the copy bandwidth at the same thread count",
-        "  (over 100% when the data stays in cache, or when a call reads more than it writes).",
+        "  (over 100% when the data stays in cache, or when a call reads more than it writes);"
+        " %read = GB/s / the read bandwidth, for calls that write no N x C array.",
         f"  ~ = noisy: the samples' interquartile range exceeds {NOISY_IQR:.0%} of their median.",
     ]
     if result.get("interrupted"):
         lines.append("  INTERRUPTED: partial results.")
     header = ["function", "output", "shape", "dtype", "thr", "fastloss ms", "fallback ms",
-              "speed-up", *(f"{p} ms (x)" for p in peers), "GB/s", "%copy"]
+              "speed-up", *(f"{p} ms (x)" for p in peers), "GB/s", "%copy", "%read"]
     order = {name: i for i, name in enumerate(function_names())}
     body = []
     for r in sorted(rows, key=lambda r: (order.get(r["function"], 1e9), r["function"],
@@ -1127,8 +1183,9 @@ def format_table(result):
                 cells.append(f"{ms(p)} ({r['speedup'][p]:.2f}{star})")
             else:
                 cells.append("-")
-        pct = r.get("pct_copy_bandwidth")
-        cells += [f"{r['gb_per_s']:.1f}", "-" if pct is None else f"{pct:.0f}%"]
+        pct, pct_read = r.get("pct_copy_bandwidth"), r.get("pct_read_bandwidth")
+        cells += [f"{r['gb_per_s']:.1f}", "-" if pct is None else f"{pct:.0f}%",
+                  "-" if pct_read is None else f"{pct_read:.0f}%"]
         body.append(cells)
     if not body:
         lines.append("")

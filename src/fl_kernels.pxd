@@ -103,3 +103,4 @@ cdef extern from "fl_kernels.h" nogil:
     int fl_build_openmp()
     int fl_omp_max_threads()
     void fl_omp_set_num_threads(int n)
+    double fl_sum_f64(const double *p, Py_ssize_t n) noexcept nogil

@@ -114,6 +114,23 @@ def stream_copy(char[::1] dst, const char[::1] src, int n_threads):
             memcpy(&dst[begin], &src[begin], end - begin)
 
 
+def stream_read(const double[::1] src, int n_threads):
+    """Sum src with n_threads threads, reading it once (the read-bandwidth yardstick)."""
+    cdef Py_ssize_t n = src.shape[0], begin, end
+    cdef int t, nt = threads_for(n, n, n_threads)
+    cdef double partial[64]
+    if nt > 64:
+        nt = 64
+    if n == 0:
+        return 0.0
+    with nogil:
+        for t in prange(nt, num_threads=nt, schedule='static'):
+            begin = n * t // nt
+            end = n * (t + 1) // nt
+            partial[t] = fl_sum_f64(&src[begin], end - begin)
+    return sum([partial[t] for t in range(nt)])
+
+
 include "softmax.pxi"
 include "cross_entropy.pxi"
 include "elementwise.pxi"

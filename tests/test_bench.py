@@ -5,6 +5,7 @@ speed.  The in-process test installs NumPy stand-ins for the functions it times,
 runs whatever the library already has; the subprocess test runs the real package.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,10 +24,11 @@ TINY = ["--shapes", "64x10", "--dtypes", "float32", "--threads", "1", "--repeats
         "--min-sample", "0.0002", "--copy-mb", "4"]
 
 TOP_KEYS = {"schema", "created", "argv", "settings", "machine", "fastloss_config", "versions",
-            "peers_missing", "copy_bandwidth", "results", "skipped", "interrupted"}
+            "peers_missing", "copy_bandwidth", "read_bandwidth", "results", "skipped",
+            "interrupted"}
 ROW_KEYS = {"function", "variant", "shape", "dtype", "threads", "bytes", "bytes_model",
             "repeats", "times_ms", "speedup", "allocates", "contender_notes", "stats_ms",
-            "gb_per_s", "pct_copy_bandwidth", "notes"}
+            "gb_per_s", "pct_copy_bandwidth", "pct_read_bandwidth", "notes"}
 
 
 def check_result(data, functions):
@@ -37,12 +39,20 @@ def check_result(data, functions):
     assert data["fastloss_config"]["fastloss"] == fastloss.__version__
     assert [b["threads"] for b in data["copy_bandwidth"]] == [1]
     assert all(b["gb_per_s"] > 0 for b in data["copy_bandwidth"])
+    assert [b["threads"] for b in data["read_bandwidth"]] == [1]
+    assert all(b["gb_per_s"] > 0 for b in data["read_bandwidth"])
+    read_only = {s.name for s in bench.SPECS if s.read_only}
+    assert {"cross_entropy", "logsumexp"} <= read_only and "softmax" not in read_only
     seen = set()
     for row in data["results"]:
         assert ROW_KEYS <= set(row)
         assert row["function"] in functions
         assert row["shape"] == [64, 10] and row["dtype"] == "float32" and row["threads"] == 1
         assert row["bytes"] > 0 and row["gb_per_s"] > 0 and row["pct_copy_bandwidth"] > 0
+        if row["function"] in read_only:
+            assert row["pct_read_bandwidth"] > 0
+        else:
+            assert row["pct_read_bandwidth"] is None
         assert row["repeats"] >= 2
         assert row["times_ms"]["fastloss"] > 0
         for name, ms in row["times_ms"].items():
@@ -178,3 +188,16 @@ def test_bad_flags_exit_2(argv, capsys):
 def test_parse_shapes():
     assert bench.parse_shapes("1024x100,64x10") == ((1024, 100), (64, 10))
     assert bench.parse_shapes("2X3x4") == ((2, 3, 4),)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bandwidth_yardsticks_compute_what_they_time(threads):
+    # The yardstick kernels must really read (and copy) every byte: an exact sum of
+    # integers in float64 and a byte-for-byte copy, at the thread counts the bench uses.
+    kernels = pytest.importorskip("fastloss._lib.kernels")
+    src = np.arange(3 * 2**20 + 7, dtype=np.float64)
+    assert kernels.stream_read(src, threads) == math.fsum(src)
+    assert kernels.stream_read(src[:0], threads) == 0.0
+    dst = np.zeros_like(src)
+    kernels.stream_copy(dst.view(np.int8), src.view(np.int8), threads)
+    np.testing.assert_array_equal(dst, src)

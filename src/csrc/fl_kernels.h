@@ -187,4 +187,7 @@ void fl_omp_set_num_threads(int n);
  * Only for the bounded scratch of the streaming softmax (FL_STREAM_MAX_ROW_BYTES). */
 void *fl_thread_scratch(size_t bytes);
 
+/* Sum of n doubles (the benchmark's read-bandwidth yardstick). */
+double fl_sum_f64(const double *p, ptrdiff_t n);
+
 #endif /* FL_KERNELS_H */
