@@ -154,40 +154,81 @@ FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t
 }
 
 
-/* row_softmax for a contiguous row whose output is streamed (fl_stream_output): y
- * is written once, by streaming stores, and never read back.  softmax keeps the
- * exponentials in the thread's scratch (L2/L3-resident) instead of in y; log_softmax
- * recomputes (x - m) - log s from x, which is still in cache. */
+/* One piece [b, e) of a finished row's output, from src: y = src * k (softmax: src is
+ * the row's exponentials, k = 1 / s) or y = (src - m) - k (log_softmax: src is x,
+ * k = log s).  Streamed when y + b is on a line boundary, plain stores otherwise. */
 static inline __attribute__((always_inline)) void
-FL_FN(row_softmax_stream)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode, const FL_T *pf,
-                          FL_T *scratch)
+FL_FN(stream_piece)(FL_T *y, const FL_T *src, ptrdiff_t b, ptrdiff_t e, FL_T m, FL_T k,
+                    int log_mode, FL_T *buf)
+{
+    const ptrdiff_t len = e - b;
+    const FL_T *sc = src + b;
+    if (log_mode) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < len; j++) buf[j] = (sc[j] - m) - k;
+    } else {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < len; j++) buf[j] = sc[j] * k;
+    }
+    if ((uintptr_t)(y + b) & 63)
+        memcpy(y + b, buf, (size_t)len * sizeof(FL_T));
+    else
+        fl_stream_store(y + b, buf, len * (ptrdiff_t)sizeof(FL_T));
+}
+
+/* softmax / log_softmax of nrows contiguous rows (row r at x + r * xstride) whose
+ * output is streamed (fl_stream_output): y is written once, by streaming stores, and
+ * never read back.  Software-pipelined: while row r's exp pass runs, row r - 1's
+ * output leaves chunk by chunk, so the writes overlap the computation (written after
+ * each row, they left the core waiting on the stores).  softmax keeps the
+ * exponentials of rows r - 1 and r in the two halves of scratch (2n elements, L2/L3-
+ * resident); log_softmax recomputes (x - m) - log s from row r - 1 of x, still in
+ * cache.  prefetch: ask for row r + 1 during row r's exp pass (fl_prefetch_next). */
+static void
+FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t ystride,
+                           ptrdiff_t n, ptrdiff_t nrows, int log_mode, FL_T *scratch,
+                           int prefetch)
 {
     FL_T buf[FL_SUM_CHUNK] __attribute__((aligned(64)));
-    const FL_T m = FL_FN(row_max)(x, n, 1);
-    FL_T shift = 0, scale = 0;
-    if (log_mode)
-        shift = (FL_T)log(FL_FN(row_sumexp)(x, n, 1, m, pf));
-    else
-        scale = (FL_T)(1.0 / FL_FN(row_exp_store)(x, n, 1, m, scratch, 1, pf));
-    const ptrdiff_t head = fl_head_to_line(y, sizeof(FL_T), n);
-    for (ptrdiff_t j0 = 0; j0 < n;) {
-        const ptrdiff_t len = j0 == 0 && head ? head
-                            : (n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK);
-        const FL_T *xc = x + j0;
-        const FL_T *ec = scratch + j0;
-        if (log_mode) {
-#pragma omp simd
-            for (ptrdiff_t j = 0; j < len; j++) buf[j] = (xc[j] - m) - shift;
-        } else {
-#pragma omp simd
-            for (ptrdiff_t j = 0; j < len; j++) buf[j] = ec[j] * scale;
+    FL_T chunk[FL_SUM_CHUNK];
+    /* the pending row: finished, its output not yet (fully) written */
+    const FL_T *p_src = NULL;
+    FL_T *p_y = NULL;
+    FL_T p_m = 0, p_k = 0;
+    ptrdiff_t p_pos = n, p_head = 0;
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        const FL_T *xr = x + r * xstride;
+        FL_T *er = log_mode ? NULL : scratch + (r & 1) * n;
+        const FL_T *pf = prefetch && r + 1 < nrows ? xr + xstride : NULL;
+        const FL_T m = FL_FN(row_max)(xr, n, 1);
+        double s = 0.0;
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_SUM_CHUNK) {
+            const ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
+            FL_T *ec = log_mode ? chunk : er + j0;
+            FL_FN(exp_shifted)(xr + j0, m, ec, len, pf ? pf + j0 : NULL);
+            s += FL_FN(sum_as_double)(ec, len);
+            /* the pending row's output up to the same position */
+            while (p_pos < n && p_pos < j0 + len) {
+                const ptrdiff_t e = p_pos == 0 && p_head ? p_head
+                                  : (n - p_pos < FL_SUM_CHUNK ? n : p_pos + FL_SUM_CHUNK);
+                FL_FN(stream_piece)(p_y, p_src, p_pos, e, p_m, p_k, log_mode, buf);
+                p_pos = e;
+            }
         }
-        if (j0 == 0 && head)
-            memcpy(y, buf, (size_t)len * sizeof(FL_T));   /* up to the first line boundary */
-        else
-            fl_stream_store(y + j0, buf, len * (ptrdiff_t)sizeof(FL_T));
-        j0 += len;
+        p_src = log_mode ? xr : er;
+        p_y = y + r * ystride;
+        p_m = m;
+        p_k = log_mode ? (FL_T)log(s) : (FL_T)(1.0 / s);
+        p_pos = 0;
+        p_head = fl_head_to_line(p_y, sizeof(FL_T), n);
     }
+    while (p_pos < n) {       /* the last row */
+        const ptrdiff_t e = p_pos == 0 && p_head ? p_head
+                          : (n - p_pos < FL_SUM_CHUNK ? n : p_pos + FL_SUM_CHUNK);
+        FL_FN(stream_piece)(p_y, p_src, p_pos, e, p_m, p_k, log_mode, buf);
+        p_pos = e;
+    }
+    fl_stream_fence();
 }
 
 /* ------------------------------------------------------------------ columns (inner > 1) */
@@ -225,7 +266,15 @@ FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_
             for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)yr[i];
         }
     }
-    for (ptrdiff_t i = 0; i < len; i++) t[i] = log_mode ? (FL_T)log(s[i]) : (FL_T)(1.0 / s[i]);
+    /* one log (or reciprocal) per lane: vectorized, since with short rows (the tiles
+     * path) there are as many lanes as elements / n, and libm's log is a scalar call */
+    if (log_mode) {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) t[i] = (FL_T)fl_log(s[i]);
+    } else {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) t[i] = (FL_T)(1.0 / s[i]);
+    }
     for (ptrdiff_t c = 0; c < n; c++) {
         const FL_T *xr = x + c * xc;
         FL_T *yr = y + c * yc;
@@ -258,12 +307,15 @@ FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, pt
 #pragma omp simd
         for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)t[i];
     }
+    double ls[FL_COL_BLOCK];
+#pragma omp simd
+    for (ptrdiff_t i = 0; i < len; i++) ls[i] = fl_log(s[i]);   /* vectorized (see cols_softmax) */
     for (ptrdiff_t i = 0; i < len; i++) {
         FL_T r;
         if (m[i] == INFINITY || m[i] == -INFINITY)
             r = FL_FN(row_has_nan)(x + i * xi, n, xc) ? (FL_T)NAN : m[i];
         else
-            r = (FL_T)((double)m[i] + log(s[i]));
+            r = (FL_T)((double)m[i] + ls[i]);
         out[i * os] = r;
     }
 }
@@ -318,14 +370,12 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
         const int unit = v->sa[1] == 1 && v->so[1] == 1;
         if (unit && v->inner == 1 && fl_stream_output(v, sizeof(FL_T))
             && n * (ptrdiff_t)sizeof(FL_T) <= FL_STREAM_MAX_ROW_BYTES) {
-            FL_T *scratch = log_mode ? NULL : (FL_T *)fl_thread_scratch((size_t)n * sizeof(FL_T));
+            FL_T *scratch = log_mode ? NULL
+                                     : (FL_T *)fl_thread_scratch(2 * (size_t)n * sizeof(FL_T));
             if (log_mode || scratch) {
-                for (ptrdiff_t r = lb; r < le; r++)
-                    FL_FN(row_softmax_stream)(x + r * v->sa[0], y + r * v->so[0], n, log_mode,
-                                              fl_prefetch_next(v, r, le, sizeof(FL_T))
-                                                  ? x + (r + 1) * v->sa[0] : NULL,
-                                              scratch);
-                fl_stream_fence();
+                FL_FN(rows_softmax_stream)(x + lb * v->sa[0], v->sa[0], y + lb * v->so[0],
+                                           v->so[0], n, le - lb, log_mode, scratch,
+                                           n * (ptrdiff_t)sizeof(FL_T) >= FL_PREFETCH_MIN_BYTES);
                 return;
             }
         }
