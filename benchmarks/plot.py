@@ -4,8 +4,9 @@
 
 One row of panels per shape.  Left: speed-up of fastloss over the baseline
 (``--against``, default the NumPy fallback; >1 means fastloss is faster, log scale).
-Right: fastloss's effective bandwidth as % of the measured copy bandwidth at the same
-thread count.  Bars: one per (dtype, threads) for each function and output mode.
+Right: fastloss's effective bandwidth as % of the measured bandwidth at the same
+thread count: the copy bandwidth, or the read bandwidth for calls that write no N x C
+array (cross_entropy, logsumexp).  Bars: one per (dtype, threads) for each function and output mode.
 Needs matplotlib; without it the script says so and exits with status 1.
 """
 from __future__ import annotations
@@ -24,6 +25,12 @@ def _series_key(r):
     return (r["dtype"], r["threads"])
 
 
+def _pct_bandwidth(r):
+    """% of the row's yardstick: read bandwidth for read-only calls, else copy bandwidth."""
+    pct_read = r.get("pct_read_bandwidth")
+    return pct_read if pct_read is not None else r.get("pct_copy_bandwidth")
+
+
 def collect(result, against="fallback", threads=None, dtypes=None):
     """``{shape: {"labels": [...], "series": {(dtype, thr): {label: (speedup, pct)}}}}``."""
     shapes = {}
@@ -38,7 +45,7 @@ def collect(result, against="fallback", threads=None, dtypes=None):
         if label not in entry["labels"]:
             entry["labels"].append(label)
         x = r["speedup"].get(against)
-        entry["series"].setdefault(_series_key(r), {})[label] = (x, r.get("pct_copy_bandwidth"))
+        entry["series"].setdefault(_series_key(r), {})[label] = (x, _pct_bandwidth(r))
     # smallest arrays first
     return dict(sorted(shapes.items(), key=lambda kv: (math.prod(kv[0]), kv[0])))
 
@@ -84,8 +91,8 @@ def draw(result, path, against="fallback", threads=None, dtypes=None):
         ax_x.set_ylabel(f"{against} ms / fastloss ms")
         ax_x.set_title(f"{title}: speed-up over {against} (>1: fastloss faster)")
         ax_bw.axhline(100.0, color="black", linewidth=0.8)
-        ax_bw.set_ylabel("% of copy bandwidth")
-        ax_bw.set_title(f"{title}: fastloss GB/s as % of copy bandwidth")
+        ax_bw.set_ylabel("% of bandwidth (copy; read for read-only calls)")
+        ax_bw.set_title(f"{title}: fastloss GB/s as % of memory bandwidth")
         for ax in (ax_x, ax_bw):
             ax.set_xticks(range(len(labels)))
             ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)

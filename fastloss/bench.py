@@ -89,6 +89,10 @@ MAX_CALLS_PER_SAMPLE = 10_000
 # its call (libgomp spins ~300k iterations by default, XLA's pool spins too) and would
 # take a core from the next contender's threads on a 2-core machine.
 SETTLE_SECONDS = 0.001
+# XLA's pool keeps spinning much longer: measured on this machine, a 2-thread fastloss
+# call right after a JAX call ran 1.5x slower with a 1 ms or 10 ms pause, and at full
+# speed after 50 ms.  So the pause after a JAX sample is this long.
+JAX_SETTLE_SECONDS = 0.05
 # A warm-up call this many times longer than MIN_SAMPLE_SECONDS settles the sample size
 # (one call) by itself: no second calibration call for the large shapes.
 SLOW_CALL_SAMPLES = 20
@@ -259,6 +263,7 @@ class Contender:
     fn: Callable[[], object]
     allocates: bool  # the call allocates its (large) output every time
     note: str = ""
+    settle: float = SETTLE_SECONDS  # untimed pause after its samples (its threads spin)
 
 
 @dataclass
@@ -270,8 +275,8 @@ class Ctx:
 
 
 # --- peer builders: (name, pool, variant, ctx, input kinds) -> Contender or None ------
-def _peer(name, fn, allocates, note=""):
-    return Contender(name, fn, allocates, note)
+def _peer(name, fn, allocates, note="", settle=SETTLE_SECONDS):
+    return Contender(name, fn, allocates, note, settle)
 
 
 def _torch_t(ctx, a):
@@ -419,7 +424,8 @@ def _jax_builder(name, pool, variant, ctx, kinds):
         args.append(jax.device_put(pool["target"]))
     allocates = name in ("softmax", "log_softmax", "cross_entropy_with_grad")
     return _peer("jax", lambda: jax.block_until_ready(f(*args)), allocates,
-                 "jax.jit; its thread pool is XLA's own (all cores), not set per row")
+                 "jax.jit; its thread pool is XLA's own (all cores), not set per row",
+                 settle=JAX_SETTLE_SECONDS)
 
 
 def _sklearn_builder(name, pool, variant, ctx, kinds):
@@ -664,8 +670,9 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
     Each contender gets one warm-up call (JIT compilation, first-touch of out buffers),
     then one timed call that sets how many calls make a sample (at least ``min_sample``
     seconds; a slow warm-up call decides that alone).  Then ``repeats`` rounds of
-    A, B, C, ...: every contender sees the same noise.  Each sample starts after a
-    pause of SETTLE_SECONDS (untimed) so the previous contender's threads are idle.
+    A, B, C, ...: every contender sees the same noise.  Each sample starts after an
+    untimed pause, the previous contender's ``settle`` (SETTLE_SECONDS, longer after
+    JAX), so the previous contender's threads are idle.
     A contender whose warm-up raises is dropped (noted), unless it is the first
     (fastloss), whose error propagates.
     ``stats[name]`` has the per-call median, quartiles, minimum and every sample, in
@@ -696,7 +703,7 @@ def measure(contenders, repeats, min_sample=MIN_SAMPLE_SECONDS, budget=ROW_BUDGE
     try:
         for _ in range(repeats):
             for j, c in enumerate(kept):
-                time.sleep(SETTLE_SECONDS)
+                time.sleep(max(SETTLE_SECONDS, kept[j - 1].settle))
                 samples[j].append(_time_calls(c.fn, numbers[j]))
     finally:
         if gc_was_enabled:
