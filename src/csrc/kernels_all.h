@@ -125,10 +125,21 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
     return FL_HAVE_STREAM && v->outer * v->n * v->inner * (ptrdiff_t)esize >= FL_STREAM_MIN_BYTES;
 }
 
+/* AVX-512 builds: the rows' exp loops use fl_math_avx512.h (vscalef); elsewhere the
+ * portable loop over FL_EXPS. */
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#include "fl_math_avx512.h"
+#define FL_EXP_SHIFTED_F32 fl_exp_shifted_avx512_f32
+#define FL_EXP_SHIFTED_F64 fl_exp_shifted_avx512_f64
+#endif
+
 #define FL_T float
 #define FL_SUF f32
 #define FL_EXP fl_expf
 #define FL_EXPS fl_expf_nonpos   /* exp of x - max (<= 0) */
+#ifdef FL_EXP_SHIFTED_F32
+#define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F32   /* the same over a contiguous stretch */
+#endif
 #define FL_LOG fl_logf
 #define FL_LOG1P fl_log1pf
 #define FL_TANH fl_tanhf
@@ -139,6 +150,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_SUF
 #undef FL_EXP
 #undef FL_EXPS
+#undef FL_EXP_SHIFTED_VEC
 #undef FL_LOG
 #undef FL_LOG1P
 #undef FL_TANH
@@ -147,6 +159,9 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_SUF f64
 #define FL_EXP fl_exp
 #define FL_EXPS fl_exp_nonpos
+#ifdef FL_EXP_SHIFTED_F64
+#define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F64
+#endif
 #define FL_LOG fl_log
 #define FL_LOG1P fl_log1p
 #define FL_TANH fl_tanh
@@ -157,6 +172,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_SUF
 #undef FL_EXP
 #undef FL_EXPS
+#undef FL_EXP_SHIFTED_VEC
 #undef FL_LOG
 #undef FL_LOG1P
 #undef FL_TANH

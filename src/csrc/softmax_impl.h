@@ -69,18 +69,27 @@ FL_FN(sum_as_double)(const FL_T *e, ptrdiff_t n)
  * vector width).  pf: the same stretch of the next row, prefetched meanwhile in
  * bursts of FL_PF_BLOCK elements (see fl_prefetch_next), or NULL. */
 static inline __attribute__((always_inline)) void
+FL_FN(exp_shifted_plain)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len)
+{
+#ifdef FL_EXP_SHIFTED_VEC
+    FL_EXP_SHIFTED_VEC(x, m, e, len);   /* AVX-512: fl_math_avx512.h */
+#else
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < len; j++) e[j] = FL_EXPS(x[j] - m);
+#endif
+}
+
+static inline __attribute__((always_inline)) void
 FL_FN(exp_shifted)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf)
 {
     if (!pf) {
-#pragma omp simd
-        for (ptrdiff_t j = 0; j < len; j++) e[j] = FL_EXPS(x[j] - m);
+        FL_FN(exp_shifted_plain)(x, m, e, len);
         return;
     }
     for (ptrdiff_t b0 = 0; b0 < len; b0 += FL_PF_BLOCK) {
         const ptrdiff_t bl = len - b0 < FL_PF_BLOCK ? len - b0 : FL_PF_BLOCK;
         fl_prefetch_range(pf + b0, bl * (ptrdiff_t)sizeof(FL_T));
-#pragma omp simd
-        for (ptrdiff_t j = b0; j < b0 + bl; j++) e[j] = FL_EXPS(x[j] - m);
+        FL_FN(exp_shifted_plain)(x + b0, m, e + b0, bl);
     }
 }
 
