@@ -134,7 +134,8 @@ FL_INLINE double fl_exp(double x)
  * feed are >= 1.  2^n is added to the exponent field (an integer add, exact for
  * normal results) instead of two multiplies: with the shorter polynomial, 5.3 vs
  * 4.5 Gelem/s before (AVX-512, Zen 4, L1-resident loop; the exp is FP-throughput
- * bound).  -inf gives 0, NaN propagates (it fails the compare). */
+ * bound).  -inf gives 0, NaN propagates (it fails the compare).  AVX-512 builds run
+ * the rows' exp loops with fl_math_avx512.h instead (vscalef: no flush). */
 FL_INLINE float fl_expf_nonpos(float x)
 {
     const float lo = -87.3365447505531f;     /* log(FLT_MIN): n >= -126 above it */
