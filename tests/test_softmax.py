@@ -411,3 +411,35 @@ def test_logsumexp_matches_fsum():
     m = float(x.max())
     expected = m + math.log(math.fsum(math.exp(float(v) - m) for v in x))
     assert abs(float(fastloss.logsumexp(x)) - expected) <= 1e-6 * abs(expected)
+
+
+# ----------------------------------------------------------------------------- large outputs
+# Outputs over 24 MiB with rows of >= 16 KiB take the kernels' streaming path (the
+# next row prefetched, the output written with streaming stores while the next row
+# computes, line-boundary head pieces).  Rows of 4099 floats put every row's start at
+# a different offset within a cache line; an output view one element into its buffer
+# shifts them again; in place overwrites the rows that are still being read.
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_streamed_large_outputs(simd_level, threads, name, n_threads):
+    fastloss.set_num_threads(n_threads)
+    rng = np.random.default_rng(7)
+    n_rows, n_classes = 1600, 4099           # 26 MB of float32
+    x = (rng.standard_normal((n_rows, n_classes)) * 4).astype(np.float32)
+    x[3, 5] = -np.inf                          # a masked class
+    x[7, :] = -np.inf                          # an all-masked row: NaN, in its row only
+    x[11, 100] = np.nan                        # NaN stays in its row
+    fn = getattr(fastloss, name)
+    check = np.r_[0:20, n_rows - 20:n_rows, 797:803]   # start, end, thread boundary
+    expected = (ref_softmax if name == "softmax" else ref_log_softmax)(x[check], -1)
+    buf = np.empty(n_rows * n_classes + 1, dtype=np.float32)
+    out = buf[1:].reshape(n_rows, n_classes)  # misaligned rows
+    for got in (fn(x, axis=-1), fn(x, axis=-1, out=out)):
+        np.testing.assert_array_equal(np.isnan(got[check]), np.isnan(expected))
+        ok = ~np.isnan(expected)
+        assert_close(got[check][ok], np.asarray(expected[ok], dtype=np.float64), np.float32)
+        assert not np.isnan(np.delete(got, [7, 11], axis=0)).any()
+    whole = fn(x, axis=-1)
+    y = x.copy()
+    assert fn(y, axis=-1, out=y) is y
+    np.testing.assert_array_equal(y, whole)   # in place == out of place, bitwise

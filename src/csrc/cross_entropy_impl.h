@@ -252,7 +252,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
                const int mode, const int has_w, const int grad, const int flat_lanes)
 {
     fl_ce_lane L[FL_COL_BLOCK];
-    FL_T m[FL_COL_BLOCK];
+    FL_T m[FL_COL_BLOCK], t[FL_COL_BLOCK];
     double s[FL_COL_BLOCK], swd[FL_COL_BLOCK], swq[FL_COL_BLOCK], dy[FL_COL_BLOCK];
     const double eps = a->label_smoothing, ec = eps / (double)n;
     const double *w = a->weight;
@@ -274,12 +274,15 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
         FL_T *gr = g + c * gc;
         const double wc = has_w ? w[c] : 1.0;
         if (mode == FL_CE_PLAIN || (mode == FL_CE_SMOOTH && wc == 0.0)) {
+            /* float-only exp loop, then the double sums (see FL_SUM_CHUNK in
+             * softmax_impl.h): one loop mixing both runs at half the vector width */
+            FL_T *et = grad && gi == 1 ? gr : t;
 #pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) {
-                FL_T e = FL_EXPS(xr[i * xi] - m[i]);
-                if (grad) gr[i * gi] = e;
-                s[i] += (double)e;
-            }
+            for (ptrdiff_t i = 0; i < len; i++) et[i] = FL_EXPS(xr[i * xi] - m[i]);
+            if (grad && gi != 1)
+                for (ptrdiff_t i = 0; i < len; i++) gr[i * gi] = et[i];
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)et[i];
         } else if (mode == FL_CE_SMOOTH) {
 #pragma omp simd
             for (ptrdiff_t i = 0; i < len; i++) {

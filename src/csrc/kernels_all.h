@@ -68,7 +68,8 @@ static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le,
  * store first reads the line it writes from memory (read for ownership), so writing
  * y costs as much traffic as reading x; a streaming store sends the line straight to
  * memory.  Used only where a whole output is larger than the last-level cache
- * (FL_STREAM_MIN_BYTES), i.e. where it would be evicted before anything read it.
+ * (FL_STREAM_MIN_BYTES), i.e. where it would be evicted before anything read it, and
+ * its rows are long (FL_STREAM_MIN_ROW).
  * The kernels call fl_stream_fence before returning: streaming stores are weakly
  * ordered, and the caller (another thread, after the OpenMP barrier) reads them. */
 #if defined(__x86_64__) && (defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__))
@@ -77,7 +78,15 @@ static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le,
 #else
 #define FL_HAVE_STREAM 0
 #endif
-#define FL_STREAM_MIN_BYTES ((ptrdiff_t)64 << 20)
+/* 3/4 of a 32 MiB L3 (this machine's; glibc's memcpy switches to streaming stores at
+ * the same fraction).  Not read from sysconf: on these VMs it reports the whole
+ * socket's 320 MB, while one core sees 32 MiB. */
+#define FL_STREAM_MIN_BYTES ((ptrdiff_t)24 << 20)
+/* ... and only rows of at least this many bytes: with short rows the streamed pieces
+ * are small and unaligned, and streaming measured slower (8192 x 1000, out=: float32
+ * softmax 3.5 -> 5.0 ms, float64 8.1 -> 12.8 ms); long rows gain (2048 x 32000: 38.2
+ * -> 29.5 ms). */
+#define FL_STREAM_MIN_ROW FL_PREFETCH_MIN_BYTES
 #define FL_STREAM_MAX_ROW_BYTES ((ptrdiff_t)4 << 20)   /* softmax scratch: L2/L3-resident */
 
 /* Copy `bytes` from src to dst, which is 64-byte aligned, with streaming stores for
@@ -122,7 +131,8 @@ static inline ptrdiff_t fl_head_to_line(const void *p, size_t esize, ptrdiff_t n
 /* Whether a softmax-like kernel writing the view's output should stream it */
 static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 {
-    return FL_HAVE_STREAM && v->outer * v->n * v->inner * (ptrdiff_t)esize >= FL_STREAM_MIN_BYTES;
+    return FL_HAVE_STREAM && v->outer * v->n * v->inner * (ptrdiff_t)esize >= FL_STREAM_MIN_BYTES
+           && v->n * (ptrdiff_t)esize >= FL_STREAM_MIN_ROW;
 }
 
 /* AVX-512 builds: the rows' exp loops use fl_math_avx512.h (vscalef); elsewhere the
