@@ -754,43 +754,54 @@ def _stream_copy():
     return None
 
 
-def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None):
-    """Copy bandwidth (GB/s, 2 x nbytes per copy) at each thread count.
+def _yardstick(what, threads_list, threaded, plain, plain_name, nbytes, bytes_key, repeats,
+               progress):
+    """Median GB/s of one memory-bound call at each thread count.
 
-    Uses ``fastloss._lib.kernels.stream_copy(dst, src[, n_threads])`` when the extension has it
-    (OpenMP threads); otherwise ``np.copyto``, which is single-threaded: its figure at
-    more than one thread is then the one-thread figure, and marked so.
+    ``threaded(t)`` is the extension's OpenMP kernel (None without it); ``plain()`` the
+    single-threaded NumPy stand-in, whose figure at more than one thread is then the
+    one-thread figure, and marked so.  ``nbytes`` are the bytes one call moves.
     """
     import fastloss
 
-    src = np.ones(nbytes // 8)
-    dst = np.zeros_like(src)  # both written once: the timed copies see no page faults
-    stream_copy = _stream_copy()
     saved = fastloss.get_num_threads()
     out = []
     try:
         for t in threads_list:
             fastloss.set_num_threads(t)
-            if stream_copy is not None:
-                fn, threaded = (lambda t=t: stream_copy(dst, src, t)), True
-                method = "fastloss._lib.kernels.stream_copy"
+            if threaded is not None:
+                fn, used = (lambda t=t: threaded(t)), t
+                method = f"fastloss._lib.kernels.stream_{what}"
             else:
-                fn, threaded = (lambda: np.copyto(dst, src)), False
-                method = "numpy.copyto" + (" (single-threaded)" if t > 1 else "")
+                fn, used = plain, 1
+                method = plain_name + (" (single-threaded)" if t > 1 else "")
             fn()
             times = [_time_calls(fn, 1) for _ in range(repeats)]
-            med = statistics.median(times)
             row = {
-                "threads": t, "method": method, "threads_used": t if threaded else 1,
-                "bytes_per_copy": 2 * src.nbytes, "gb_per_s": 2 * src.nbytes / med / 1e9,
-                "best_gb_per_s": 2 * src.nbytes / min(times) / 1e9,
+                "threads": t, "method": method, "threads_used": used, bytes_key: nbytes,
+                "gb_per_s": nbytes / statistics.median(times) / 1e9,
+                "best_gb_per_s": nbytes / min(times) / 1e9,
             }
             out.append(row)
             if progress:
-                progress(f"copy bandwidth, {t} thread(s): {row['gb_per_s']:.1f} GB/s ({method})")
+                progress(f"{what} bandwidth, {t} thread(s): {row['gb_per_s']:.1f} GB/s ({method})")
     finally:
         fastloss.set_num_threads(saved)
     return out
+
+
+def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None):
+    """Copy bandwidth (GB/s, 2 x nbytes per copy) at each thread count.
+
+    Uses ``fastloss._lib.kernels.stream_copy(dst, src[, n_threads])`` when the extension
+    has it (OpenMP threads); otherwise ``np.copyto``, single-threaded.
+    """
+    src = np.ones(nbytes // 8)
+    dst = np.zeros_like(src)  # both written once: the timed copies see no page faults
+    stream_copy = _stream_copy()
+    threaded = None if stream_copy is None else (lambda t: stream_copy(dst, src, t))
+    return _yardstick("copy", threads_list, threaded, lambda: np.copyto(dst, src),
+                      "numpy.copyto", 2 * src.nbytes, "bytes_per_copy", repeats, progress)
 
 
 def read_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None):
@@ -798,41 +809,17 @@ def read_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progre
 
     The yardstick of calls that only read the N x C array (cross_entropy, logsumexp):
     ``fastloss._lib.kernels.stream_read`` sums a float64 array with OpenMP threads;
-    without it ``np.sum`` (single-threaded), marked so.
+    without it ``np.sum``, single-threaded.
     """
-    import fastloss
-
     src = np.ones(nbytes // 8)
     try:
         from fastloss._lib import kernels
         stream_read = getattr(kernels, "stream_read", None)
     except Exception:  # noqa: BLE001 - no extension: NumPy's sum
         stream_read = None
-    saved = fastloss.get_num_threads()
-    out = []
-    try:
-        for t in threads_list:
-            fastloss.set_num_threads(t)
-            if stream_read is not None:
-                fn, threaded = (lambda t=t: stream_read(src, t)), True
-                method = "fastloss._lib.kernels.stream_read"
-            else:
-                fn, threaded = (lambda: np.sum(src)), False
-                method = "numpy.sum" + (" (single-threaded)" if t > 1 else "")
-            fn()
-            times = [_time_calls(fn, 1) for _ in range(repeats)]
-            med = statistics.median(times)
-            row = {
-                "threads": t, "method": method, "threads_used": t if threaded else 1,
-                "bytes_per_read": src.nbytes, "gb_per_s": src.nbytes / med / 1e9,
-                "best_gb_per_s": src.nbytes / min(times) / 1e9,
-            }
-            out.append(row)
-            if progress:
-                progress(f"read bandwidth, {t} thread(s): {row['gb_per_s']:.1f} GB/s ({method})")
-    finally:
-        fastloss.set_num_threads(saved)
-    return out
+    threaded = None if stream_read is None else (lambda t: stream_read(src, t))
+    return _yardstick("read", threads_list, threaded, lambda: np.sum(src), "numpy.sum",
+                      src.nbytes, "bytes_per_read", repeats, progress)
 
 
 # ---------------------------------------------------------------------------------------
