@@ -339,6 +339,33 @@ def test_simd_levels(simd_level, dtype, shape, axis):
                  as64(ref_logsumexp(x, (axis % x.ndim,))).squeeze(axis), dtype)
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n_rows", [1, 15, 16, 17, 136, 300])
+def test_tiles_every_width(simd_level, dtype, n_rows):
+    """Packed rows of 1..16 classes (the tiles path: blocks of rows transposed into an
+    L1 tile and back, in registers on AVX-512) at every SIMD level: row counts below,
+    at and above a transposed group (16 rows) and a tile (128 rows).  A value moved to
+    the wrong row or class shows up against the float64 reference; a NaN and a -inf
+    are planted to check that they stay in their own row."""
+    rng = np.random.default_rng(n_rows)
+    for n in range(1, 17):
+        x = (rng.standard_normal((n_rows, n)) * 5).astype(dtype)
+        x[n_rows // 2, n // 2] = np.nan
+        if n_rows > 1:
+            x[n_rows // 2 - 1, n - 1] = -np.inf   # all -inf (a NaN row) when n == 1
+        finite = ~np.isnan(x).any(axis=1, keepdims=True) & np.isfinite(x)
+        y = fastloss.softmax(x)
+        assert_close(y, as64(ref_softmax(x, (1,))), dtype)
+        clean = ~np.isnan(x).any(axis=1) & np.isfinite(x).any(axis=1)
+        assert np.isnan(y[n_rows // 2]).all() and not np.isnan(y[clean]).any()
+        ly = fastloss.log_softmax(x)
+        assert_close(ly[finite], as64(ref_log_softmax(x, (1,)))[finite], dtype)
+        assert_close(fastloss.logsumexp(x, -1), as64(ref_logsumexp(x, (1,))).squeeze(1), dtype)
+        xi = x.copy()   # in place: the transposes back write over the rows read
+        assert fastloss.softmax(xi, out=xi) is xi
+        np.testing.assert_array_equal(xi, y)
+
+
 def _built_with_openmp():
     return fastloss._runtime.config().get("openmp", "").startswith("yes")
 

@@ -135,12 +135,18 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
            && v->n * (ptrdiff_t)esize >= FL_STREAM_MIN_ROW;
 }
 
-/* AVX-512 builds: the rows' exp loops use fl_math_avx512.h (vscalef); elsewhere the
+/* AVX-512 builds: the rows' exp loops use fl_math_avx512.h (vscalef) and the tiles path
+ * transposes in registers (fl_tile_avx512.h); elsewhere the
  * portable loop over FL_EXPS. */
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include "fl_math_avx512.h"
+#include "fl_tile_avx512.h"
 #define FL_EXP_SHIFTED_F32 fl_exp_shifted_avx512_f32
 #define FL_EXP_SHIFTED_F64 fl_exp_shifted_avx512_f64
+#define FL_TILE_IN_F32 fl_tile_in_avx512_f32
+#define FL_TILE_OUT_F32 fl_tile_out_avx512_f32
+#define FL_TILE_IN_F64 fl_tile_in_avx512_f64
+#define FL_TILE_OUT_F64 fl_tile_out_avx512_f64
 #endif
 
 #define FL_T float
@@ -149,6 +155,8 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_EXPS fl_expf_nonpos   /* exp of x - max (<= 0) */
 #ifdef FL_EXP_SHIFTED_F32
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F32   /* the same over a contiguous stretch */
+#define FL_TILE_IN_VEC FL_TILE_IN_F32           /* the tiles path's transposes */
+#define FL_TILE_OUT_VEC FL_TILE_OUT_F32
 #endif
 #define FL_LOG fl_logf
 #define FL_LOG1P fl_log1pf
@@ -161,6 +169,8 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXP
 #undef FL_EXPS
 #undef FL_EXP_SHIFTED_VEC
+#undef FL_TILE_IN_VEC
+#undef FL_TILE_OUT_VEC
 #undef FL_LOG
 #undef FL_LOG1P
 #undef FL_TANH
@@ -171,6 +181,8 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_EXPS fl_exp_nonpos
 #ifdef FL_EXP_SHIFTED_F64
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F64
+#define FL_TILE_IN_VEC FL_TILE_IN_F64
+#define FL_TILE_OUT_VEC FL_TILE_OUT_F64
 #endif
 #define FL_LOG fl_log
 #define FL_LOG1P fl_log1p
@@ -183,6 +195,8 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXP
 #undef FL_EXPS
 #undef FL_EXP_SHIFTED_VEC
+#undef FL_TILE_IN_VEC
+#undef FL_TILE_OUT_VEC
 #undef FL_LOG
 #undef FL_LOG1P
 #undef FL_TANH

@@ -331,6 +331,33 @@ FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, pt
 
 /* ------------------------------------------------------------------ tiles (small n) */
 
+/* tile[j * FL_COL_BLOCK + r] = x[r * n + j] for r < len <= FL_COL_BLOCK, j < n <=
+ * FL_FLAT_MAX_N: `len` packed rows into an L1 tile, one class per tile row.  AVX-512
+ * builds transpose groups of rows in registers (fl_tile_avx512.h); the rest of the rows
+ * (and other builds) go element by element, reading in memory order. */
+static inline __attribute__((always_inline)) void
+FL_FN(tile_in)(const FL_T *x, FL_T *tile, ptrdiff_t n, ptrdiff_t len)
+{
+    ptrdiff_t r = 0;
+#ifdef FL_TILE_IN_VEC
+    if (n >= FL_TILE_VEC_MIN_N) r = FL_TILE_IN_VEC(x, tile, FL_COL_BLOCK, n, len);
+#endif
+    for (; r < len; r++)
+        for (ptrdiff_t j = 0; j < n; j++) tile[j * FL_COL_BLOCK + r] = x[r * n + j];
+}
+
+/* x[r * n + j] = tile[j * FL_COL_BLOCK + r]: the inverse of tile_in */
+static inline __attribute__((always_inline)) void
+FL_FN(tile_out)(FL_T *x, const FL_T *tile, ptrdiff_t n, ptrdiff_t len)
+{
+    ptrdiff_t r = 0;
+#ifdef FL_TILE_OUT_VEC
+    if (n >= FL_TILE_VEC_MIN_N) r = FL_TILE_OUT_VEC(x, tile, FL_COL_BLOCK, n, len);
+#endif
+    for (; r < len; r++)
+        for (ptrdiff_t j = 0; j < n; j++) x[r * n + j] = tile[j * FL_COL_BLOCK + r];
+}
+
 /* Softmax (mode FL_FLAT_SOFTMAX), log_softmax (FL_FLAT_LOG_SOFTMAX) or logsumexp
  * (FL_FLAT_LOGSUMEXP: one value per row into lse[r * lse_stride]) of `rows` packed
  * rows of n <= FL_FLAT_MAX_N elements.  A loop along a row of 10 never reaches its
@@ -342,23 +369,17 @@ static void
 FL_FN(tile_rows)(const FL_T *x, FL_T *y, FL_T *lse, ptrdiff_t lse_stride,
                  ptrdiff_t rows, ptrdiff_t n, int mode)
 {
-    FL_T tile[FL_FLAT_MAX_N * FL_COL_BLOCK];
+    FL_T tile[FL_FLAT_MAX_N * FL_COL_BLOCK] __attribute__((aligned(64)));
     for (ptrdiff_t r0 = 0; r0 < rows; r0 += FL_COL_BLOCK) {
         ptrdiff_t nr = rows - r0 < FL_COL_BLOCK ? rows - r0 : FL_COL_BLOCK;
-        const FL_T *xb = x + r0 * n;
-        for (ptrdiff_t r = 0; r < nr; r++)
-            for (ptrdiff_t j = 0; j < n; j++)
-                tile[j * FL_COL_BLOCK + r] = xb[r * n + j];
+        FL_FN(tile_in)(x + r0 * n, tile, n, nr);
         if (mode == FL_FLAT_LOGSUMEXP) {
             FL_FN(cols_logsumexp)(tile, FL_COL_BLOCK, 1, n, nr, lse + r0 * lse_stride, lse_stride);
             continue;
         }
         FL_FN(cols_softmax)(tile, FL_COL_BLOCK, 1, tile, FL_COL_BLOCK, 1, n, nr,
                             mode == FL_FLAT_LOG_SOFTMAX);
-        FL_T *yb = y + r0 * n;
-        for (ptrdiff_t r = 0; r < nr; r++)
-            for (ptrdiff_t j = 0; j < n; j++)
-                yb[r * n + j] = tile[j * FL_COL_BLOCK + r];
+        FL_FN(tile_out)(y + r0 * n, tile, n, nr);
     }
 }
 
