@@ -81,9 +81,10 @@ fl_ce_lane_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i)
     return L;
 }
 
-/* sw * l of an active lane from its row statistics (see the file comment) */
+/* sw * l of an active lane from its row statistics (see the file comment); wy and
+ * sw are the lane's (fl_ce_lane) */
 static inline __attribute__((always_inline)) double
-fl_ce_row_loss(const fl_ce_args *a, const fl_ce_lane *L, ptrdiff_t n, int mode,
+fl_ce_row_loss(const fl_ce_args *a, double wy, double sw, ptrdiff_t n, int mode,
                double log_s, double dy, double swd, double swq)
 {
     const double eps = a->label_smoothing;
@@ -91,20 +92,21 @@ fl_ce_row_loss(const fl_ce_args *a, const fl_ce_lane *L, ptrdiff_t n, int mode,
     if (mode == FL_CE_SOFT) {
         l = swq * log_s - swd;
     } else {
-        l = (1.0 - eps) * L->wy * (log_s - dy);
+        l = (1.0 - eps) * wy * (log_s - dy);
         if (mode == FL_CE_SMOOTH)
             l += eps / (double)n * (a->weight_sum * log_s - swd);
     }
-    return l * L->sw;
+    return l * sw;
 }
 
-/* The gradient at the target class of an active lane, from ey = exp(d_y) and s. */
+/* The gradient at the target class of an active lane, from ey = exp(d_y) and s; gc
+ * and wy are the lane's (fl_ce_lane). */
 static inline __attribute__((always_inline)) double
-fl_ce_target_grad(const fl_ce_args *a, const fl_ce_lane *L, ptrdiff_t n, double ey, double s)
+fl_ce_target_grad(const fl_ce_args *a, double gc, double wy, ptrdiff_t n, double ey, double s)
 {
     const double eps = a->label_smoothing, ec = eps / (double)n;
     const double p = ey / s;
-    return L->gc * ((1.0 - eps) * L->wy * (p - 1.0) + ec * (a->weight_sum * p - L->wy));
+    return gc * ((1.0 - eps) * wy * (p - 1.0) + ec * (a->weight_sum * p - wy));
 }
 #endif /* FL_CE_COMMON_DONE */
 
@@ -203,7 +205,7 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
         for (ptrdiff_t j = 0; j < n; j++)
             g[j * gs] = e[j * es] * alpha - (has_w ? beta * (FL_T)w[j] : beta);
     }
-    g[L->y * gs] = (FL_T)fl_ce_target_grad(a, L, n, ey, s);
+    g[L->y * gs] = (FL_T)fl_ce_target_grad(a, L->gc, L->wy, n, ey, s);
 }
 
 /* One lane in the rows layout: returns sw * l (0 for an ignored lane), writes it to
@@ -231,7 +233,7 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
                                         pf, mode, has_w, grad);
     double l = 0.0;
     if (a->want_loss) {
-        l = fl_ce_row_loss(a, L, n, mode, log(s), dy, swd, swq);
+        l = fl_ce_row_loss(a, L->wy, L->sw, n, mode, log(s), dy, swd, swq);
         if (loss_slot) *loss_slot = (FL_T)l;
     }
     if (grad)   /* pass 3 reads the exponentials pass 2 stored in g */
@@ -251,13 +253,22 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
                ptrdiff_t n, ptrdiff_t len, const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i0,
                const int mode, const int has_w, const int grad, const int flat_lanes)
 {
-    fl_ce_lane L[FL_COL_BLOCK];
+    /* the lanes' fl_ce_lane fields as arrays, so that the per-lane loops vectorize */
+    unsigned char act[FL_COL_BLOCK];
+    ptrdiff_t y[FL_COL_BLOCK];
+    double wy[FL_COL_BLOCK], sw[FL_COL_BLOCK], gcl[FL_COL_BLOCK];
     FL_T m[FL_COL_BLOCK], t[FL_COL_BLOCK];
     double s[FL_COL_BLOCK], swd[FL_COL_BLOCK], swq[FL_COL_BLOCK], dy[FL_COL_BLOCK];
     const double eps = a->label_smoothing, ec = eps / (double)n;
     const double *w = a->weight;
     for (ptrdiff_t i = 0; i < len; i++) {
-        L[i] = flat_lanes ? fl_ce_lane_setup(a, o + i, 0) : fl_ce_lane_setup(a, o, i0 + i);
+        const fl_ce_lane L = flat_lanes ? fl_ce_lane_setup(a, o + i, 0)
+                                        : fl_ce_lane_setup(a, o, i0 + i);
+        act[i] = (unsigned char)L.active;
+        y[i] = L.y;
+        wy[i] = L.wy;
+        sw[i] = L.sw;
+        gcl[i] = L.gc;
         m[i] = -INFINITY;
         s[i] = swd[i] = swq[i] = 0.0;
     }
@@ -268,7 +279,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     }
     if (mode != FL_CE_SOFT)
         for (ptrdiff_t i = 0; i < len; i++)   /* before pass 2 may overwrite x */
-            dy[i] = (double)x[L[i].y * xc + i * xi] - (double)m[i];
+            dy[i] = (double)x[y[i] * xc + i * xi] - (double)m[i];
     for (ptrdiff_t c = 0; c < n; c++) {
         const FL_T *xr = x + c * xc;
         FL_T *gr = g + c * gc;
@@ -309,31 +320,35 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     }
     double total = 0.0;
     if (a->want_loss) {
-        double ls[FL_COL_BLOCK];
-#pragma omp simd
-        for (ptrdiff_t i = 0; i < len; i++) ls[i] = fl_log(s[i]);   /* vectorized, double */
+        double l[FL_COL_BLOCK];
+#pragma omp simd reduction(+:total)
         for (ptrdiff_t i = 0; i < len; i++) {
-            double l = L[i].active ? fl_ce_row_loss(a, &L[i], n, mode, ls[i], dy[i], swd[i], swq[i])
-                                   : 0.0;
-            if (loss) loss[i * lstride] = (FL_T)l;
-            total += l;
+            const double li = fl_ce_row_loss(a, wy[i], sw[i], n, mode, fl_log(s[i]), dy[i],
+                                             swd[i], swq[i]);
+            l[i] = act[i] ? li : 0.0;
+            total += l[i];
         }
+        if (loss)
+            for (ptrdiff_t i = 0; i < len; i++) loss[i * lstride] = (FL_T)l[i];
     }
     if (grad) {
         FL_T alpha[FL_COL_BLOCK], b1[FL_COL_BLOCK], b0[FL_COL_BLOCK];
-        unsigned char keep[FL_COL_BLOCK];
-        double ey[FL_COL_BLOCK];
-        for (ptrdiff_t i = 0; i < len; i++) {
-            const fl_ce_lane *Li = &L[i];
-            keep[i] = (unsigned char)Li->active;
-            if (mode == FL_CE_SOFT) {
-                alpha[i] = (FL_T)(Li->gc * swq[i] / s[i]);
-                b1[i] = (FL_T)(Li->gc * (1.0 - eps));
-                b0[i] = (FL_T)(Li->gc * ec);
-            } else {
-                alpha[i] = (FL_T)(Li->gc * ((1.0 - eps) * Li->wy + ec * a->weight_sum) / s[i]);
-                b0[i] = (FL_T)(Li->gc * ec);
-                ey[i] = (double)g[Li->y * gc + i * gi];
+        double ey[FL_COL_BLOCK], tg[FL_COL_BLOCK];
+        if (mode == FL_CE_SOFT) {
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) {
+                alpha[i] = (FL_T)(gcl[i] * swq[i] / s[i]);
+                b1[i] = (FL_T)(gcl[i] * (1.0 - eps));
+                b0[i] = (FL_T)(gcl[i] * ec);
+            }
+        } else {
+            for (ptrdiff_t i = 0; i < len; i++)   /* before the loop below overwrites it */
+                ey[i] = (double)g[y[i] * gc + i * gi];
+#pragma omp simd
+            for (ptrdiff_t i = 0; i < len; i++) {
+                alpha[i] = (FL_T)(gcl[i] * ((1.0 - eps) * wy[i] + ec * a->weight_sum) / s[i]);
+                b0[i] = (FL_T)(gcl[i] * ec);
+                tg[i] = fl_ce_target_grad(a, gcl[i], wy[i], n, ey[i], s[i]);
             }
         }
         for (ptrdiff_t c = 0; c < n; c++) {
@@ -348,20 +363,19 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
 #pragma omp simd
                 for (ptrdiff_t i = 0; i < len; i++) {
                     FL_T r = gr[i * gi] * alpha[i];
-                    gr[i * gi] = keep[i] ? r : (FL_T)0;   /* ignored: 0, even for NaN rows */
+                    gr[i * gi] = act[i] ? r : (FL_T)0;   /* ignored: 0, even for NaN rows */
                 }
             } else {
 #pragma omp simd
                 for (ptrdiff_t i = 0; i < len; i++) {
                     FL_T r = gr[i * gi] * alpha[i] - b0[i] * wc;
-                    gr[i * gi] = keep[i] ? r : (FL_T)0;
+                    gr[i * gi] = act[i] ? r : (FL_T)0;
                 }
             }
         }
         if (mode != FL_CE_SOFT)
             for (ptrdiff_t i = 0; i < len; i++)
-                if (L[i].active)
-                    g[L[i].y * gc + i * gi] = (FL_T)fl_ce_target_grad(a, &L[i], n, ey[i], s[i]);
+                if (act[i]) g[y[i] * gc + i * gi] = (FL_T)tg[i];
     }
     return total;
 }
@@ -378,28 +392,19 @@ FL_FN(ce_flat)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
                const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le,
                const int mode, const int has_w, const int grad)
 {
-    FL_T xt[FL_FLAT_MAX_N * FL_COL_BLOCK], qt[FL_FLAT_MAX_N * FL_COL_BLOCK];
-    FL_T gt[FL_FLAT_MAX_N * FL_COL_BLOCK];
+    FL_T xt[FL_FLAT_MAX_N * FL_COL_BLOCK] __attribute__((aligned(64)));
+    FL_T qt[FL_FLAT_MAX_N * FL_COL_BLOCK] __attribute__((aligned(64)));
+    FL_T gt[FL_FLAT_MAX_N * FL_COL_BLOCK] __attribute__((aligned(64)));
     const ptrdiff_t n = v->n;
     double total = 0.0;
     for (ptrdiff_t r0 = lb, len; r0 < le; r0 += len) {
         len = le - r0 < FL_COL_BLOCK ? le - r0 : FL_COL_BLOCK;
-        const FL_T *xb = x + r0 * n;
-        for (ptrdiff_t j = 0; j < n; j++)
-            for (ptrdiff_t r = 0; r < len; r++) xt[j * len + r] = xb[r * n + j];
-        if (mode == FL_CE_SOFT) {
-            const FL_T *qb = q + r0 * n;
-            for (ptrdiff_t j = 0; j < n; j++)
-                for (ptrdiff_t r = 0; r < len; r++) qt[j * len + r] = qb[r * n + j];
-        }
-        total += FL_FN(ce_cols)(xt, len, 1, qt, len, 1, gt, len, 1,
+        FL_FN(tile_in)(x + r0 * n, xt, n, len);   /* softmax_impl.h */
+        if (mode == FL_CE_SOFT) FL_FN(tile_in)(q + r0 * n, qt, n, len);
+        total += FL_FN(ce_cols)(xt, FL_COL_BLOCK, 1, qt, FL_COL_BLOCK, 1, gt, FL_COL_BLOCK, 1,
                                 loss ? loss + r0 * a->ls[0] : NULL, a->ls[0], n, len, a,
                                 r0, 0, mode, has_w, grad, 1);
-        if (grad) {
-            FL_T *gb = g + r0 * n;
-            for (ptrdiff_t r = 0; r < len; r++)
-                for (ptrdiff_t j = 0; j < n; j++) gb[r * n + j] = gt[j * len + r];
-        }
+        if (grad) FL_FN(tile_out)(g + r0 * n, gt, n, len);
     }
     return total;
 }
