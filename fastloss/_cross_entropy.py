@@ -32,6 +32,7 @@ from fastloss._validation import (
     check_out,
     class_axis_view,
     finish_float,
+    finish_scalar,
 )
 
 __all__ = [
@@ -111,6 +112,8 @@ def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reductio
 
 def _ratio(total, denominator):
     """total / denominator in float64; 0 / 0 is NaN (nothing to average), as in NumPy."""
+    if denominator != 0:   # Python's float division is the IEEE double one, without errstate
+        return np.float64(float(total) / float(denominator))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.float64(total) / np.float64(denominator)
 
@@ -175,9 +178,9 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
         if pb.reduction == "none":
             loss = finish_float(loss_rows, pb.dtype)
         elif pb.reduction == "mean":
-            loss = finish_float(np.asarray(_ratio(total, mean_den)), pb.dtype)
+            loss = finish_scalar(_ratio(total, mean_den), pb.dtype)
         else:
-            loss = finish_float(np.asarray(total), pb.dtype)
+            loss = finish_scalar(total, pb.dtype)
     grad = finish_float(result, pb.dtype, out) if want_grad else None
     return loss, grad
 
@@ -364,9 +367,9 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
     if reduction == "none":
         loss = finish_float(loss_rows, dtype)
     elif reduction == "mean":
-        loss = finish_float(np.asarray(_ratio(total, mean_den)), dtype)
+        loss = finish_scalar(_ratio(total, mean_den), dtype)
     else:
-        loss = finish_float(np.asarray(total), dtype)
+        loss = finish_scalar(total, dtype)
     return (loss, finish_float(grad, dtype)) if want_grad else loss
 
 

@@ -9,6 +9,7 @@ rejected call leaves ``out`` untouched.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -61,6 +62,10 @@ def check_index_values(target, n_classes, ignore_index=None, name="target"):
     targets, an index tuple otherwise).  The comparison runs on the caller's integer
     dtype, so huge unsigned labels are reported as they are, not wrapped around.
     """
+    # The common case in one reduction: seen as unsigned, a negative label is huge, so
+    # the largest unsigned value is below n_classes exactly when every label is in range.
+    if target.size and target.view(target.dtype.str.replace("i", "u")).max() < n_classes:
+        return
     bad = (target < 0) | (target >= n_classes)
     if ignore_index is not None:
         bad &= target != ignore_index
@@ -163,10 +168,11 @@ def check_real(value, name, *, low=None, high=None, low_open=False):
     Non-real values (strings, complex, arrays, bool) raise ``TypeError``; NaN and values
     outside the range raise ``ValueError``.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, (bool, np.bool_))
+                                     or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number; got {value!r}")
     value = float(value)
-    if np.isnan(value):
+    if math.isnan(value):
         raise ValueError(f"{name} must not be NaN")
     if low is not None and (value <= low if low_open else value < low):
         bracket = "(" if low_open else "["

@@ -39,6 +39,7 @@ from fastloss._validation import (
     check_reduction,
     class_axis_view,
     finish_float,
+    finish_scalar,
 )
 
 __all__ = [
@@ -130,7 +131,7 @@ def _run(op, x, t, compute, dtype, reduction, want_grad, param=0.0, weight=None,
         loss = finish_float(loss_out, dtype)
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
-            loss = finish_float(np.asarray(np.float64(total) / n), dtype)
+            loss = finish_scalar(np.float64(total) / n, dtype)
     if not want_grad:
         return loss
     return loss, finish_float(grad, dtype)
@@ -264,7 +265,7 @@ def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.float64(total) / n_rows if reduction == "mean" else np.float64(total)
-        loss = finish_float(np.asarray(value), dtype)
+        loss = finish_scalar(value, dtype)
     if not want_grad:
         return loss
     return loss, finish_float(grad, dtype)

@@ -52,8 +52,9 @@ def _class_axis_layout(arr, axis):
 
 
 def _same_layout(a, b):
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.strides == b.strides)
+    """Whether a and b are the same elements in the same order (``out=x``)."""
+    return a is b or (a.strides == b.strides
+                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def _output_view(out, compute_dtype, shape, ax, like, inputs=()):

@@ -23,6 +23,7 @@ __all__ = [
     "check_out",
     "check_reduction",
     "finish_float",
+    "finish_scalar",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -61,6 +62,8 @@ def normalize_axis(axis, ndim, name="axis"):
     """
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:   # the common case, without the loop
+        return (axis % ndim,)
     axes = axis if isinstance(axis, tuple) else (axis,)
     result = []
     for ax in axes:
@@ -132,6 +135,12 @@ def check_reduction(reduction, allowed=REDUCTIONS):
             f"reduction must be one of {', '.join(map(repr, allowed))}; got {reduction!r}"
         )
     return reduction
+
+
+def finish_scalar(value, result_dtype):
+    """A float64 reduction (a Python or NumPy float) as a NumPy scalar of the caller's
+    dtype: what ``finish_float`` gives for a 0-d array, without building one."""
+    return np.dtype(result_dtype).type(value)
 
 
 def finish_float(result, result_dtype, out=None):
