@@ -131,8 +131,7 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
             const ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
             const FL_T *xc = x + j0;
             FL_T *ec = store ? g + j0 : chunk;
-            FL_FN(exp_shifted)(xc, m, ec, len, pf ? pf + j0 : NULL);
-            s += FL_FN(sum_as_double)(ec, len);
+            s += FL_FN(exp_shifted_sum)(xc, m, ec, len, pf ? pf + j0 : NULL);
         }
     } else if (mode == FL_CE_PLAIN) {
 #pragma omp simd reduction(+:s)

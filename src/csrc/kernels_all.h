@@ -143,6 +143,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #include "fl_tile_avx512.h"
 #define FL_EXP_SHIFTED_F32 fl_exp_shifted_avx512_f32
 #define FL_EXP_SHIFTED_F64 fl_exp_shifted_avx512_f64
+#define FL_EXP_SHIFTED_SUM_F64 fl_exp_shifted_sum_avx512_f64
 #define FL_TILE_IN_F32 fl_tile_in_avx512_f32
 #define FL_TILE_OUT_F32 fl_tile_out_avx512_f32
 #define FL_TILE_IN_F64 fl_tile_in_avx512_f64
@@ -169,6 +170,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXP
 #undef FL_EXPS
 #undef FL_EXP_SHIFTED_VEC
+#undef FL_EXP_SHIFTED_SUM_VEC
 #undef FL_TILE_IN_VEC
 #undef FL_TILE_OUT_VEC
 #undef FL_LOG
@@ -181,6 +183,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_EXPS fl_exp_nonpos
 #ifdef FL_EXP_SHIFTED_F64
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F64
+#define FL_EXP_SHIFTED_SUM_VEC FL_EXP_SHIFTED_SUM_F64   /* ... also summing it */
 #define FL_TILE_IN_VEC FL_TILE_IN_F64
 #define FL_TILE_OUT_VEC FL_TILE_OUT_F64
 #endif
@@ -195,6 +198,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXP
 #undef FL_EXPS
 #undef FL_EXP_SHIFTED_VEC
+#undef FL_EXP_SHIFTED_SUM_VEC
 #undef FL_TILE_IN_VEC
 #undef FL_TILE_OUT_VEC
 #undef FL_LOG
