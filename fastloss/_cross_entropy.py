@@ -26,6 +26,7 @@ from fastloss._loss_validation import (
     check_cross_entropy_args,
     check_grad_output,
     check_nll_args,
+    intp_ignore_index,
 )
 from fastloss._softmax import _kernel_ready, _output_view
 from fastloss._validation import (
@@ -43,7 +44,8 @@ __all__ = [
     "nll_loss_with_grad",
 ]
 
-_INT64 = np.iinfo(np.int64)
+_INT64_DTYPE = np.dtype(np.int64)
+_INT64_LO, _INT64_HI = -2**63, 2**63 - 1
 
 
 class _Problem:
@@ -56,7 +58,8 @@ class _Problem:
         self.weight, self.sample_weight = weight, sample_weight
         self.ignore_index, self.reduction, self.eps = ignore_index, reduction, eps
         self.row_shape = x.shape[:axis] + x.shape[axis + 1:]
-        self.kernel_ignore = _kernel_ignore_index(ignore_index)
+        self.lanes_shape = (math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1:]))
+        self.kernel_ignore = intp_ignore_index(ignore_index)
 
     def kernel_covers(self):
         return self.x.size > 0
@@ -65,12 +68,16 @@ class _Problem:
         """A per-row array (of the row shape) as the kernel's (outer, inner) view."""
         if arr is None:
             return None
-        outer = math.prod(self.x.shape[: self.axis])
-        return _kernel_ready(arr.reshape(outer, math.prod(self.x.shape[self.axis + 1:])))
+        return _kernel_ready(arr.reshape(self.lanes_shape))
 
     def active(self):
         """Rows whose class index is not ignore_index (index targets)."""
         return self.target != self.kernel_ignore
+
+    def active_count(self):
+        """How many rows have a class index that is not ignore_index."""
+        count = _count_labels(self.target, self.x.shape[self.axis], self.kernel_ignore)
+        return np.count_nonzero(self.active()) if count is None else count
 
     def denominator(self):
         """The ``"mean"`` divisor: summed weights of the rows that count (PyTorch's)."""
@@ -78,9 +85,9 @@ class _Problem:
         if self.kind == "probs":
             return float(math.prod(self.row_shape)) if sw is None \
                 else float(np.sum(sw, dtype=np.float64))
-        active = self.active()
         if self.weight is None and sw is None:
-            return float(np.count_nonzero(active))
+            return float(self.active_count())
+        active = self.active()
         row_w = np.ones(active.shape) if self.weight is None \
             else self.weight[np.where(active, self.target, 0)]
         row_w = np.where(active, row_w, 0.0)
@@ -89,31 +96,35 @@ class _Problem:
         return float(np.sum(row_w, dtype=np.float64))
 
 
-def _kernel_ignore_index(ignore_index):
-    """``ignore_index`` as the int64 the kernel compares the int64 targets with.
+def _count_labels(target, n_classes, ignore_index):
+    """count_labels (one C pass) on int64 labels: how many are not ignore_index, -1 if
+    one is outside [0, n_classes) and not ignore_index, None for labels it does not
+    read (another dtype, not contiguous, an ignore_index beyond int64)."""
+    if (target.dtype is not _INT64_DTYPE or not target.flags.c_contiguous
+            or not _INT64_LO <= ignore_index <= _INT64_HI):
+        return None
+    return _runtime.kernels().count_labels(target.reshape(-1), n_classes, ignore_index)
 
-    The targets were checked in their own dtype and then converted to intp, which
-    wraps a uint64 label >= 2**63 -- which can only have passed the check by being
-    ``ignore_index`` -- to the same negative number as ``ignore_index`` wraps to.  An
-    ``ignore_index`` no uint64 can hold equals no target: any negative sentinel will do.
-    """
-    if _INT64.min <= ignore_index <= _INT64.max:
-        return ignore_index
-    if 0 <= ignore_index <= np.iinfo(np.uint64).max:
-        return int(np.array(ignore_index, dtype=np.uint64).astype(np.int64))
-    return -1
+
+def _label_screen(target, n_classes, ignore_index):
+    """The label check's fast path (see check_index_values): True when count_labels
+    finds every label in [0, n_classes) or equal to ignore_index.  For labels it does
+    not read it returns False, and NumPy checks them."""
+    count = _count_labels(target, n_classes, ignore_index)
+    return count is not None and count >= 0
 
 
 def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
              label_smoothing):
     return _Problem(*check_cross_entropy_args(logits, target, axis, weight, sample_weight,
-                                              ignore_index, reduction, label_smoothing))
+                                              ignore_index, reduction, label_smoothing,
+                                              label_screen=_label_screen))
 
 
 def _ratio(total, denominator):
     """total / denominator in float64; 0 / 0 is NaN (nothing to average), as in NumPy."""
     if denominator != 0:   # Python's float division is the IEEE double one, without errstate
-        return np.float64(float(total) / float(denominator))
+        return float(total) / float(denominator)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.float64(total) / np.float64(denominator)
 
@@ -341,7 +352,7 @@ cross_entropy_with_grad.__doc__ = f"""Cross-entropy and its gradient from one fu
 
 def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
     x, dtype, ax, t, w, ignore_index, reduction = check_nll_args(
-        log_probs, target, axis, weight, ignore_index, reduction)
+        log_probs, target, axis, weight, ignore_index, reduction, label_screen=_label_screen)
     pb = _Problem(x, dtype, ax, "index", t, w, None, ignore_index, reduction, 0.0)
     if not pb.kernel_covers():
         f = _fallback.nll_loss_with_grad if want_grad else _fallback.nll_loss

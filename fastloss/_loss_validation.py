@@ -22,6 +22,7 @@ __all__ = [
     "check_class_target",
     "check_index_target",
     "check_index_values",
+    "intp_ignore_index",
     "check_class_weight",
     "check_sample_weight",
     "check_ignore_index",
@@ -55,13 +56,18 @@ def _position(flat_index, shape):
     return pos[0] if len(pos) == 1 else pos
 
 
-def check_index_values(target, n_classes, ignore_index=None, name="target"):
+def check_index_values(target, n_classes, ignore_index=None, name="target", screen=None):
     """Raise ``IndexError`` unless every label is in ``[0, n_classes)`` or ``ignore_index``.
 
     The message names the first offending value and its position (an int for 1-D
     targets, an index tuple otherwise).  The comparison runs on the caller's integer
     dtype, so huge unsigned labels are reported as they are, not wrapped around.
+    ``screen(target, n_classes, ignore_index)``: an optional faster check (the compiled
+    backend's one C pass); when it returns True the labels are good, otherwise the
+    checks below decide.
     """
+    if screen is not None and screen(target, n_classes, ignore_index):
+        return
     # The common case in one reduction: seen as unsigned, a negative label is huge, so
     # the largest unsigned value is below n_classes exactly when every label is in range.
     if target.size and target.view(target.dtype.str.replace("i", "u")).max() < n_classes:
@@ -81,8 +87,26 @@ def check_index_values(target, n_classes, ignore_index=None, name="target"):
         )
 
 
-def check_index_target(target, row_shape, n_classes, ignore_index=None, name="target"):
-    """Check integer class labels: dtype, shape ``row_shape`` and values.
+def intp_ignore_index(ignore_index):
+    """``ignore_index`` as the int the checked labels, converted to intp, are compared with.
+
+    ``check_index_target`` checks the labels in their own dtype and then converts them
+    to intp, which wraps a uint64 label >= 2**63 -- which can only have passed the check
+    by being ``ignore_index`` -- to the same negative number as ``ignore_index`` wraps
+    to.  An ``ignore_index`` no uint64 can hold equals no label: any negative sentinel
+    will do (every other label is in [0, C)).
+    """
+    if -2**63 <= ignore_index < 2**63:
+        return ignore_index
+    if 0 <= ignore_index < 2**64:
+        return ignore_index - 2**64
+    return -1
+
+
+def check_index_target(target, row_shape, n_classes, ignore_index=None, name="target",
+                       screen=None):
+    """Check integer class labels: dtype, shape ``row_shape`` and values (``screen`` as in
+    ``check_index_values``).
 
     Returns the labels as an ``intp`` array (no copy when they already are).
     """
@@ -94,15 +118,16 @@ def check_index_target(target, row_shape, n_classes, ignore_index=None, name="ta
             f"{name} has shape {arr.shape}; class indices must have shape {tuple(row_shape)} "
             "(the input's shape without the class axis)"
         )
-    check_index_values(arr, n_classes, ignore_index, name)
+    check_index_values(arr, n_classes, ignore_index, name, screen)
     return arr.astype(np.intp, copy=False)
 
 
-def check_class_target(target, logits_shape, axis, ignore_index=None, name="target"):
+def check_class_target(target, logits_shape, axis, ignore_index=None, name="target",
+                       screen=None):
     """Tell class-index targets from class-probability targets and check them.
 
     Integer targets are class indices of ``logits_shape`` without ``axis``; their values
-    are checked as in ``check_index_values``.  Floating targets are class
+    are checked as in ``check_index_values`` (with ``screen``).  Floating targets are class
     probabilities of ``logits_shape`` itself.  Returns ``(kind, array)`` with ``kind``
     ``"index"`` (an ``intp`` array) or ``"probs"`` (a float array, in the dtype
     ``as_float_array`` gives it).
@@ -112,7 +137,8 @@ def check_class_target(target, logits_shape, axis, ignore_index=None, name="targ
     row_shape = logits_shape[:axis] + logits_shape[axis + 1:]
     kind = arr.dtype.kind
     if kind in "iu":
-        return "index", check_index_target(arr, row_shape, logits_shape[axis], ignore_index, name)
+        return "index", check_index_target(arr, row_shape, logits_shape[axis], ignore_index, name,
+                                           screen)
     if kind == "b":
         raise TypeError(
             f"{name} must be integer class indices or floating class probabilities; got dtype bool"
@@ -261,8 +287,8 @@ def common_float_dtype(*result_dtypes):
 # for the same bad call.
 
 def check_cross_entropy_args(logits, target, axis, weight, sample_weight, ignore_index,
-                             reduction, label_smoothing):
-    """Validate cross-entropy arguments.
+                             reduction, label_smoothing, label_screen=None):
+    """Validate cross-entropy arguments (``label_screen``: see ``check_index_values``).
 
     Returns ``(x, dtype, axis, target_kind, target, weight, sample_weight,
     ignore_index, reduction, label_smoothing)``: ``x`` the logits as computed,
@@ -273,21 +299,22 @@ def check_cross_entropy_args(logits, target, axis, weight, sample_weight, ignore
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(label_smoothing)
     ignore_index = check_ignore_index(ignore_index)
-    kind, t = check_class_target(target, x.shape, ax, ignore_index)
+    kind, t = check_class_target(target, x.shape, ax, ignore_index, screen=label_screen)
     w = check_class_weight(weight, x.shape[ax])
     sw = check_sample_weight(sample_weight, x.shape[:ax] + x.shape[ax + 1:])
     return x, dtype, ax, kind, t, w, sw, ignore_index, reduction, eps
 
 
-def check_nll_args(log_probs, target, axis, weight, ignore_index, reduction):
+def check_nll_args(log_probs, target, axis, weight, ignore_index, reduction, label_screen=None):
     """Validate nll_loss arguments: ``(x, dtype, axis, target, weight, ignore_index,
-    reduction)``."""
+    reduction)`` (``label_screen``: see ``check_index_values``)."""
     x, dtype = as_float_array(log_probs, "log_probs")
     ax = check_class_axis(axis, x.ndim)
     reduction = check_reduction(reduction)
     ignore_index = check_ignore_index(ignore_index)
     n_classes = x.shape[ax]
-    t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], n_classes, ignore_index)
+    t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], n_classes, ignore_index,
+                           screen=label_screen)
     w = check_class_weight(weight, n_classes)
     return x, dtype, ax, t, w, ignore_index, reduction
 

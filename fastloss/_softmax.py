@@ -26,8 +26,9 @@ __all__ = ["softmax", "log_softmax", "logsumexp", "softmax_backward", "log_softm
 
 def _kernel_ready(view):
     """The kernels need aligned data whose strides are whole elements."""
-    itemsize = view.itemsize
-    if view.flags.aligned and all(s % itemsize == 0 for s in view.strides):
+    flags = view.flags
+    if flags.aligned and (flags.c_contiguous   # the common case, without the loop
+                          or all(s % view.itemsize == 0 for s in view.strides)):
         return view
     return np.ascontiguousarray(view)
 

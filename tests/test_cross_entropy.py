@@ -516,12 +516,13 @@ def test_uint_targets_and_custom_ignore_index(backend):
     target = np.array([0, 4, 2, 255, 1, 255], dtype=np.uint8)
     expected = ref_ce(x, target.astype(np.int64), ignore_index=255)[0]
     close(fastloss.cross_entropy(x, target, ignore_index=255), expected, np.float64)
-    if backend == "cython":
-        # uint64 labels equal to an ignore_index beyond int64 (the fallback converts the
-        # labels to intp first, so 2**64 - 1 becomes class -1 there)
-        huge = np.array([0, 1, 2**64 - 1, 3, 4, 0], dtype=np.uint64)
-        expected = ref_ce(x, np.array([0, 1, -7, 3, 4, 0]), ignore_index=-7)[0]
-        close(fastloss.cross_entropy(x, huge, ignore_index=2**64 - 1), expected, np.float64)
+    # uint64 labels equal to an ignore_index beyond int64 (converted to intp, both wrap
+    # to -1: intp_ignore_index)
+    huge = np.array([0, 1, 2**64 - 1, 3, 4, 0], dtype=np.uint64)
+    expected = ref_ce(x, np.array([0, 1, -7, 3, 4, 0]), ignore_index=-7)[0]
+    close(fastloss.cross_entropy(x, huge, ignore_index=2**64 - 1), expected, np.float64)
+    close(fastloss.nll_loss(x, huge, ignore_index=2**64 - 1),
+          fastloss.nll_loss(x, np.array([0, 1, -7, 3, 4, 0]), ignore_index=-7), np.float64)
     # an ignore_index that is a class: that class is ignored
     target = np.array([0, 1, 2, 3, 4, 0])
     close(fastloss.cross_entropy(x, target, ignore_index=0),
@@ -628,6 +629,67 @@ def test_bad_label_raises_index_error_before_writing(backend):
         fastloss.cross_entropy(x[:, :, 0], np.array([0, -100, 1, 2]), ignore_index=-1)
     with pytest.raises(IndexError, match=r"value 9 at position 1\b"):
         fastloss.cross_entropy(x[:, :, 0], np.array([0, 9, 1, 2]))
+
+
+_LABEL_LAYOUTS = {"int64": np.int64, "strided": np.int64, "fortran": np.int64,
+                  "int32": np.int32, "int8": np.int8, "uint64": np.uint64}
+
+
+def _labels_in_layout(values, layout):
+    """The same label values in one of the memory layouts the label check meets."""
+    if layout == "strided":   # every other element of a buffer twice as long
+        buf = np.full(values.size * 2, 7, values.dtype)
+        buf[::2] = values.ravel()
+        return buf[::2].reshape(values.shape)
+    if layout == "fortran":
+        return np.asfortranarray(values)
+    return np.ascontiguousarray(values)
+
+
+def _on_both_backends(call):
+    """call() with the numpy backend and with the cython one: (fallback, compiled)."""
+    previous = fastloss.get_backend()
+    try:
+        results = []
+        for name in ("numpy", "cython"):
+            fastloss.set_backend(name)
+            results.append(call())
+        return results
+    finally:
+        fastloss.set_backend(previous)
+
+
+@pytest.mark.parametrize("layout", list(_LABEL_LAYOUTS))
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+def test_label_check_and_mean_denominator_every_label_layout(layout, ignore_index):
+    """The compiled path checks contiguous int64 labels in one C pass (count_labels) and
+    counts the "mean" denominator with it; other dtypes and layouts go through NumPy.
+    Both must give the fallback's mean and raise its error (same value, same position)."""
+    if fastloss.get_backend() != "cython":
+        pytest.skip("needs the compiled extension")
+    dtype = _LABEL_LAYOUTS[layout]
+    ignore = 2**64 - 1 if ignore_index < 0 and dtype == np.uint64 else ignore_index
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 4, 5))                  # class axis 1: labels are (6, 5)
+    values = rng.integers(0, 4, (6, 5)).astype(dtype)
+    values[1, 2] = values[4, 0] = ignore                # two ignored rows
+    labels = _labels_in_layout(values, layout)
+    for fn in (fastloss.cross_entropy, fastloss.nll_loss):
+        slow, fast = _on_both_backends(lambda: fn(x, labels, axis=1, ignore_index=ignore))
+        assert_close(fast, slow, np.float64)
+    bad_values = (4, 100, 2**63 if dtype == np.uint64 else -1)
+    for pos, bad in itertools.product([(0, 0), (3, 2), (5, 4)], bad_values):
+        wrong_values = values.copy()
+        wrong_values[pos] = bad
+        wrong = _labels_in_layout(wrong_values, layout)
+        for fn in (fastloss.cross_entropy, fastloss.nll_loss):
+            def message():
+                with pytest.raises(IndexError) as err:
+                    fn(x, wrong, axis=1, ignore_index=ignore)
+                return str(err.value)
+            slow, fast = _on_both_backends(message)
+            assert fast == slow
+            assert f"value {bad} at position {pos}" in fast
 
 
 def test_bad_arguments_raise(backend):

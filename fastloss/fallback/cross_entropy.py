@@ -38,6 +38,7 @@ from fastloss._loss_validation import (
     check_cross_entropy_args,
     check_grad_output,
     check_nll_args,
+    intp_ignore_index,
 )
 from fastloss._validation import check_out, finish_float
 from fastloss.fallback.softmax import _work_buffer
@@ -139,7 +140,7 @@ def _cross_entropy(pb, grad_output=None, out=None):
         log_s = np.log(s)
 
         if pb.kind == "index":
-            active = pb.keep(pb.target != pb.ignore_index)
+            active = pb.keep(pb.target != intp_ignore_index(pb.ignore_index))
             y = np.where(active, pb.keep(pb.target), 0)       # ignored rows read class 0
             w_y = np.ones(y.shape) if pb.weight is None else pb.weight[y]
             w_y = np.where(active, w_y, 0.0)                   # ignored rows weigh 0
@@ -308,7 +309,7 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
     x, dtype, ax, t, w, ignore_index, reduction = check_nll_args(
         log_probs, target, axis, weight, ignore_index, reduction)
     with np.errstate(all="ignore"):
-        active = np.expand_dims(t != ignore_index, ax)
+        active = np.expand_dims(t != intp_ignore_index(ignore_index), ax)
         y = np.where(active, np.expand_dims(t, ax), 0)  # ignored rows read class 0
         w_y = np.ones(y.shape) if w is None else w[y]
         w_y = np.where(active, w_y, 0.0)
