@@ -134,6 +134,7 @@ def config():
         info.update(_kernels.build_info())
         info["simd level in use"] = _kernels.get_simd_level()
         info["simd levels available"] = ", ".join(_kernels.available_simd_levels())
+        info["row prefetch"] = f"rows of {_kernels.get_prefetch_min_bytes()} bytes and longer"
     info["threads"] = get_num_threads()
     return info
 

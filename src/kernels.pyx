@@ -77,6 +77,36 @@ def _select_initial_simd_level():
 _select_initial_simd_level()
 
 
+def get_prefetch_min_bytes():
+    """Rows of at least this many bytes have the next row prefetched (see dispatch.c)."""
+    return fl_prefetch_min_bytes
+
+
+def set_prefetch_min_bytes(Py_ssize_t nbytes):
+    """Set the prefetch row length (a tuning knob: results do not depend on it).
+    Not thread-safe against running kernels: set it before computing."""
+    global fl_prefetch_min_bytes
+    if nbytes < 0:
+        raise ValueError(f"prefetch row length must be >= 0 bytes, got {nbytes}")
+    fl_prefetch_min_bytes = nbytes
+
+
+def _select_initial_prefetch():
+    import os
+    import warnings
+    requested = os.environ.get("FASTLOSS_PREFETCH_MIN_BYTES", "").strip()
+    if requested:
+        try:
+            set_prefetch_min_bytes(int(requested))
+            return
+        except ValueError as exc:
+            warnings.warn(f"fastloss: FASTLOSS_PREFETCH_MIN_BYTES ignored: {exc}", RuntimeWarning)
+    set_prefetch_min_bytes(fl_prefetch_default())
+
+
+_select_initial_prefetch()
+
+
 def build_info():
     omp = fl_build_openmp()
     return {

@@ -3,6 +3,7 @@ axes, dtypes and memory layouts; the contract's numerics; out=; bad input;
 backward passes against finite differences; threads and SIMD levels."""
 import itertools
 import math
+import os
 
 import numpy as np
 import pytest
@@ -339,6 +340,52 @@ def test_simd_levels(simd_level, dtype, shape, axis):
                  as64(ref_logsumexp(x, (axis % x.ndim,))).squeeze(axis), dtype)
 
 
+@pytest.fixture(params=[0, 1 << 40], ids=["prefetch-every-row", "prefetch-none"])
+def row_prefetch(request):
+    """Run the rows kernels with the next-row prefetch on for every row length (0) and
+    off (2**40 bytes): the default turns it on from 1 KiB or 16 KiB rows depending on
+    the CPU, so either path may be the one users run."""
+    kernels = fastloss._runtime._kernels
+    if kernels is None:
+        pytest.skip("compiled extension not available")
+    previous = kernels.get_prefetch_min_bytes()
+    kernels.set_prefetch_min_bytes(request.param)
+    try:
+        yield request.param
+    finally:
+        kernels.set_prefetch_min_bytes(previous)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_row_prefetch_paths(simd_level, row_prefetch, dtype):
+    """The prefetching variants of the row loops (blocks of FL_PF_BLOCK elements with a
+    tail) against the float64 reference, for row lengths around the block size, and
+    through the streamed-output path (an output over 24 MiB); cross-entropy too."""
+    rng = np.random.default_rng(21)
+    for shape in [(7, 127), (5, 128), (6, 129), (3, 1000), (2, 4099)]:
+        x = (rng.standard_normal(shape) * 6).astype(dtype)
+        x[1, ::37] = -np.inf
+        assert_close(fastloss.softmax(x), as64(ref_softmax(x, (1,))), dtype)
+        fin = np.isfinite(x)
+        assert_close(fastloss.log_softmax(x)[fin], as64(ref_log_softmax(x, (1,)))[fin], dtype)
+        assert_close(fastloss.logsumexp(x, -1), as64(ref_logsumexp(x, (1,))).squeeze(1), dtype)
+        labels = rng.integers(0, shape[1], shape[0])
+        labels[1] = 1   # a finite logit in the row with masked classes
+        loss, grad = fastloss.cross_entropy_with_grad(x, labels, reduction="none")
+        ref_loss, ref_grad = fallback.cross_entropy_with_grad(x.astype(np.float64), labels,
+                                                              reduction="none")
+        assert_close(loss, ref_loss, dtype)
+        assert_close(grad, ref_grad, dtype)
+    # streamed output: 25 MiB, rows of 1000 and 8191 classes (4 KiB and 32 KiB rows)
+    for n in (1000, 8191):
+        x = rng.standard_normal(((25 << 20) // (n * np.dtype(dtype).itemsize) + 1, n)).astype(dtype)
+        rows = [0, len(x) // 2, len(x) - 1]
+        for name, ref in (("softmax", ref_softmax), ("log_softmax", ref_log_softmax)):
+            y = getattr(fastloss, name)(x)
+            assert_close(y[rows], as64(ref(x[rows], (1,))), dtype)
+            assert np.isfinite(y).all()
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("n_rows", [1, 15, 16, 17, 136, 300])
 def test_tiles_every_width(simd_level, dtype, n_rows):
@@ -430,6 +477,28 @@ def test_show_config_reports(capsys):
         assert key in text
     if fastloss.available_simd_levels():
         assert "simd level in use" in text and "openmp" in text.lower()
+        assert "row prefetch" in text
+
+
+def test_prefetch_env_var_sets_start_value():
+    """FASTLOSS_PREFETCH_MIN_BYTES sets the prefetch row length at import; a bad value
+    warns and leaves the CPU's default."""
+    if fastloss._runtime._kernels is None:
+        pytest.skip("compiled extension not available")
+    import subprocess
+    import sys
+    code = ("import warnings; warnings.simplefilter('always');"
+            "import fastloss; print(fastloss._runtime._kernels.get_prefetch_min_bytes())")
+    def start_value(env_value):
+        env = dict(os.environ, FASTLOSS_PREFETCH_MIN_BYTES=env_value)
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True, cwd=os.path.dirname(__file__))
+        return int(done.stdout.split()[-1]), done.stderr
+    assert start_value("4096") == (4096, "")
+    default, err = start_value("")
+    assert default in (1024, 16384) and err == ""
+    assert start_value("-5")[0] == default
+    assert "FASTLOSS_PREFETCH_MIN_BYTES ignored" in start_value("-5")[1]
 
 
 def test_logsumexp_matches_fsum():

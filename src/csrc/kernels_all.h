@@ -46,8 +46,8 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
  * computation: all of a 4 KiB chunk's 64 lines at once filled the miss buffers and
  * stalled the current row's own loads (measured slower than no prefetch at all).
  * Measured at (2048, 32000) float32, 1 thread: cross-entropy forward 28.3 -> 23.8
- * ms, in place with gradient 32.8 -> 27.8 ms; rows under 16 KiB gained nothing. */
-#define FL_PREFETCH_MIN_BYTES 16384   /* shorter rows: the hardware prefetcher keeps up */
+ * ms, in place with gradient 32.8 -> 27.8 ms.  Which rows are long enough depends on
+ * the CPU's own prefetcher: fl_prefetch_min_bytes, chosen at import (dispatch.c). */
 #define FL_PF_BLOCK 128               /* elements computed per burst of prefetches */
 
 static inline void fl_prefetch_range(const void *p, ptrdiff_t bytes)
@@ -61,7 +61,7 @@ static inline void fl_prefetch_range(const void *p, ptrdiff_t bytes)
  * layout with inner == 1 and unit class stride, and rows large enough. */
 static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le, size_t esize)
 {
-    return v->inner == 1 && r + 1 < le && v->n * (ptrdiff_t)esize >= FL_PREFETCH_MIN_BYTES;
+    return v->inner == 1 && r + 1 < le && v->n * (ptrdiff_t)esize >= fl_prefetch_min_bytes;
 }
 
 /* Streaming (non-temporal) stores, for outputs too large to stay in cache.  A normal
@@ -86,7 +86,7 @@ static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le,
  * are small and unaligned, and streaming measured slower (8192 x 1000, out=: float32
  * softmax 3.5 -> 5.0 ms, float64 8.1 -> 12.8 ms); long rows gain (2048 x 32000: 38.2
  * -> 29.5 ms). */
-#define FL_STREAM_MIN_ROW FL_PREFETCH_MIN_BYTES
+#define FL_STREAM_MIN_ROW ((ptrdiff_t)16384)
 #define FL_STREAM_MAX_ROW_BYTES ((ptrdiff_t)4 << 20)   /* softmax scratch: L2/L3-resident */
 
 /* Copy `bytes` from src to dst, which is 64-byte aligned, with streaming stores for
