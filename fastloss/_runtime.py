@@ -134,7 +134,8 @@ def config():
         info.update(_kernels.build_info())
         info["simd level in use"] = _kernels.get_simd_level()
         info["simd levels available"] = ", ".join(_kernels.available_simd_levels())
-        info["row prefetch"] = f"rows of {_kernels.get_prefetch_min_bytes()} bytes and longer"
+        info["long rows"] = (f"from {_kernels.get_long_row_bytes()} bytes (next row prefetched; "
+                             "outputs over 24 MiB streamed)")
     info["threads"] = get_num_threads()
     return info
 

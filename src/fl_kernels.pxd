@@ -103,6 +103,6 @@ cdef extern from "fl_kernels.h" nogil:
     int fl_build_openmp()
     int fl_omp_max_threads()
     void fl_omp_set_num_threads(int n)
-    Py_ssize_t fl_prefetch_min_bytes
-    Py_ssize_t fl_prefetch_default()
+    Py_ssize_t fl_long_row_bytes
+    Py_ssize_t fl_long_row_default()
     double fl_sum_f64(const double *p, Py_ssize_t n) noexcept nogil

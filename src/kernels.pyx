@@ -77,34 +77,35 @@ def _select_initial_simd_level():
 _select_initial_simd_level()
 
 
-def get_prefetch_min_bytes():
-    """Rows of at least this many bytes have the next row prefetched (see dispatch.c)."""
-    return fl_prefetch_min_bytes
+def get_long_row_bytes():
+    """Rows of at least this many bytes count as long: the next row is prefetched, and
+    outputs over 24 MiB are written with streaming stores (see dispatch.c)."""
+    return fl_long_row_bytes
 
 
-def set_prefetch_min_bytes(Py_ssize_t nbytes):
-    """Set the prefetch row length (a tuning knob: results do not depend on it).
+def set_long_row_bytes(Py_ssize_t nbytes):
+    """Set the long-row length (a tuning knob: results do not depend on it).
     Not thread-safe against running kernels: set it before computing."""
-    global fl_prefetch_min_bytes
+    global fl_long_row_bytes
     if nbytes < 0:
-        raise ValueError(f"prefetch row length must be >= 0 bytes, got {nbytes}")
-    fl_prefetch_min_bytes = nbytes
+        raise ValueError(f"long-row length must be >= 0 bytes, got {nbytes}")
+    fl_long_row_bytes = nbytes
 
 
-def _select_initial_prefetch():
+def _select_initial_long_row():
     import os
     import warnings
-    requested = os.environ.get("FASTLOSS_PREFETCH_MIN_BYTES", "").strip()
+    requested = os.environ.get("FASTLOSS_LONG_ROW_BYTES", "").strip()
     if requested:
         try:
-            set_prefetch_min_bytes(int(requested))
+            set_long_row_bytes(int(requested))
             return
         except ValueError as exc:
-            warnings.warn(f"fastloss: FASTLOSS_PREFETCH_MIN_BYTES ignored: {exc}", RuntimeWarning)
-    set_prefetch_min_bytes(fl_prefetch_default())
+            warnings.warn(f"fastloss: FASTLOSS_LONG_ROW_BYTES ignored: {exc}", RuntimeWarning)
+    set_long_row_bytes(fl_long_row_default())
 
 
-_select_initial_prefetch()
+_select_initial_long_row()
 
 
 def build_info():

@@ -340,27 +340,28 @@ def test_simd_levels(simd_level, dtype, shape, axis):
                  as64(ref_logsumexp(x, (axis % x.ndim,))).squeeze(axis), dtype)
 
 
-@pytest.fixture(params=[0, 1 << 40], ids=["prefetch-every-row", "prefetch-none"])
-def row_prefetch(request):
-    """Run the rows kernels with the next-row prefetch on for every row length (0) and
-    off (2**40 bytes): the default turns it on from 1 KiB or 16 KiB rows depending on
-    the CPU, so either path may be the one users run."""
+@pytest.fixture(params=[0, 1 << 40], ids=["every-row-long", "no-row-long"])
+def long_rows(request):
+    """Run the rows kernels with every row counted as long (0: next-row prefetch, and
+    streamed outputs over 24 MiB) and none (2**40 bytes): the default draws the line
+    at 1 KiB or 16 KiB rows depending on the CPU, so either path may be the one users
+    run."""
     kernels = fastloss._runtime._kernels
     if kernels is None:
         pytest.skip("compiled extension not available")
-    previous = kernels.get_prefetch_min_bytes()
-    kernels.set_prefetch_min_bytes(request.param)
+    previous = kernels.get_long_row_bytes()
+    kernels.set_long_row_bytes(request.param)
     try:
         yield request.param
     finally:
-        kernels.set_prefetch_min_bytes(previous)
+        kernels.set_long_row_bytes(previous)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_row_prefetch_paths(simd_level, row_prefetch, dtype):
+def test_long_row_paths(simd_level, long_rows, dtype):
     """The prefetching variants of the row loops (blocks of FL_PF_BLOCK elements with a
     tail) against the float64 reference, for row lengths around the block size, and
-    through the streamed-output path (an output over 24 MiB); cross-entropy too."""
+    an output over 24 MiB (streamed when its rows count as long); cross-entropy too."""
     rng = np.random.default_rng(21)
     for shape in [(7, 127), (5, 128), (6, 129), (3, 1000), (2, 4099)]:
         x = (rng.standard_normal(shape) * 6).astype(dtype)
@@ -477,20 +478,20 @@ def test_show_config_reports(capsys):
         assert key in text
     if fastloss.available_simd_levels():
         assert "simd level in use" in text and "openmp" in text.lower()
-        assert "row prefetch" in text
+        assert "long rows" in text
 
 
-def test_prefetch_env_var_sets_start_value():
-    """FASTLOSS_PREFETCH_MIN_BYTES sets the prefetch row length at import; a bad value
+def test_long_row_env_var_sets_start_value():
+    """FASTLOSS_LONG_ROW_BYTES sets the long-row length at import; a bad value
     warns and leaves the CPU's default."""
     if fastloss._runtime._kernels is None:
         pytest.skip("compiled extension not available")
     import subprocess
     import sys
     code = ("import warnings; warnings.simplefilter('always');"
-            "import fastloss; print(fastloss._runtime._kernels.get_prefetch_min_bytes())")
+            "import fastloss; print(fastloss._runtime._kernels.get_long_row_bytes())")
     def start_value(env_value):
-        env = dict(os.environ, FASTLOSS_PREFETCH_MIN_BYTES=env_value)
+        env = dict(os.environ, FASTLOSS_LONG_ROW_BYTES=env_value)
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                               text=True, check=True, cwd=os.path.dirname(__file__))
         return int(done.stdout.split()[-1]), done.stderr
@@ -498,7 +499,7 @@ def test_prefetch_env_var_sets_start_value():
     default, err = start_value("")
     assert default in (1024, 16384) and err == ""
     assert start_value("-5")[0] == default
-    assert "FASTLOSS_PREFETCH_MIN_BYTES ignored" in start_value("-5")[1]
+    assert "FASTLOSS_LONG_ROW_BYTES ignored" in start_value("-5")[1]
 
 
 def test_logsumexp_matches_fsum():
@@ -510,9 +511,9 @@ def test_logsumexp_matches_fsum():
 
 
 # ----------------------------------------------------------------------------- large outputs
-# Outputs over 24 MiB with rows of >= 16 KiB take the kernels' streaming path (the
-# next row prefetched, the output written with streaming stores while the next row
-# computes, line-boundary head pieces).  Rows of 4099 floats put every row's start at
+# Outputs over 24 MiB with long rows (>= 16 KiB is long on every CPU) take the
+# kernels' streaming path (the next row prefetched, the output written with streaming
+# stores while the next row computes, line-boundary head pieces).  Rows of 4099 floats put every row's start at
 # a different offset within a cache line; an output view one element into its buffer
 # shifts them again; in place overwrites the rows that are still being read.
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])

@@ -65,18 +65,20 @@ const char *fl_isa_name(int level)
     return (level >= 0 && level < FL_ISA_COUNT) ? isa_names[level] : "unknown";
 }
 
-/* The row length from which the next row is prefetched depends on how well the CPU's
- * own prefetcher follows a row-by-row sweep.  Measured, float32, 1 thread:
- *   AMD Zen 4 (EPYC): rows under 16 KiB lost 15-35% with software prefetch
- *     ((8192, 1000) softmax out= 3.56 -> 4.1-4.7 ms); the hardware keeps up.
- *   Intel Xeon (AVX-512 + AMX, 2 MiB L2): without it the max pass of every row waits
- *     on DRAM; from 1 KiB rows on, (8192, 1000) softmax out= 6.5 -> 4.6 ms,
- *     cross_entropy 4.8 -> 3.3 ms, float64 softmax 13.6 -> 11.5 ms, and at 2 threads
- *     3.1 -> 2.6 ms; 256-byte rows gained no more.
+/* The row length from which the next row is prefetched and large outputs are streamed
+ * (fl_long_row_bytes) depends on how well the CPU's own prefetcher follows a
+ * row-by-row sweep.  Measured at (8192, 1000) (4 KiB rows), 1 thread:
+ *   AMD Zen 4 (EPYC): both lost on such rows: the prefetch 15-35% (float32 softmax
+ *     out= 3.56 -> 4.1-4.7 ms), streaming 3.5 -> 5.0 ms; the hardware keeps up.
+ *   Intel Xeon (AVX-512 + AMX, 2 MiB L2): without them the max pass of every row waits
+ *     on DRAM.  Prefetch from 1 KiB rows: float32 softmax out= 6.1 -> 5.1 ms,
+ *     cross_entropy 4.2 -> 3.3 ms, float64 softmax 13.6 -> 11.3 ms (and 1.1-1.25x at
+ *     2 threads); streaming on top: float32 softmax 5.2 -> 4.3 ms, float64 11.0 ->
+ *     9.2 ms.  256-byte rows gained no more.
  * Other CPUs get the conservative 16 KiB. */
-ptrdiff_t fl_prefetch_min_bytes = 16384;
+ptrdiff_t fl_long_row_bytes = 16384;
 
-ptrdiff_t fl_prefetch_default(void)
+ptrdiff_t fl_long_row_default(void)
 {
 #if FL_MULTI_ISA
     __builtin_cpu_init();

@@ -182,11 +182,12 @@ int fl_build_openmp(void);                        /* _OPENMP date, 0 without Ope
 int fl_omp_max_threads(void);
 void fl_omp_set_num_threads(int n);
 
-/* Rows of at least this many bytes (rows layout) have the next row prefetched while
- * they compute (kernels_all.h, fl_prefetch_next).  Set once at import, before any
- * kernel runs, to fl_prefetch_default() or FASTLOSS_PREFETCH_MIN_BYTES. */
-extern ptrdiff_t fl_prefetch_min_bytes;
-ptrdiff_t fl_prefetch_default(void);
+/* "Long" rows, of at least this many bytes (rows layout): the next row is prefetched
+ * while they compute (kernels_all.h, fl_prefetch_next), and outputs larger than the
+ * L3 are written with streaming stores (fl_stream_output).  Set once at import, before
+ * any kernel runs, to fl_long_row_default() or FASTLOSS_LONG_ROW_BYTES. */
+extern ptrdiff_t fl_long_row_bytes;
+ptrdiff_t fl_long_row_default(void);
 
 /* A 64-byte aligned buffer of at least `bytes` private to the calling thread, kept
  * and reused by its later calls (grown when too small); NULL if it cannot be had.

@@ -47,7 +47,7 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
  * stalled the current row's own loads (measured slower than no prefetch at all).
  * Measured at (2048, 32000) float32, 1 thread: cross-entropy forward 28.3 -> 23.8
  * ms, in place with gradient 32.8 -> 27.8 ms.  Which rows are long enough depends on
- * the CPU's own prefetcher: fl_prefetch_min_bytes, chosen at import (dispatch.c). */
+ * the CPU's own prefetcher: fl_long_row_bytes, chosen at import (dispatch.c). */
 #define FL_PF_BLOCK 128               /* elements computed per burst of prefetches */
 
 static inline void fl_prefetch_range(const void *p, ptrdiff_t bytes)
@@ -61,7 +61,7 @@ static inline void fl_prefetch_range(const void *p, ptrdiff_t bytes)
  * layout with inner == 1 and unit class stride, and rows large enough. */
 static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le, size_t esize)
 {
-    return v->inner == 1 && r + 1 < le && v->n * (ptrdiff_t)esize >= fl_prefetch_min_bytes;
+    return v->inner == 1 && r + 1 < le && v->n * (ptrdiff_t)esize >= fl_long_row_bytes;
 }
 
 /* Streaming (non-temporal) stores, for outputs too large to stay in cache.  A normal
@@ -69,7 +69,10 @@ static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le,
  * y costs as much traffic as reading x; a streaming store sends the line straight to
  * memory.  Used only where a whole output is larger than the last-level cache
  * (FL_STREAM_MIN_BYTES), i.e. where it would be evicted before anything read it, and
- * its rows are long (FL_STREAM_MIN_ROW).
+ * its rows are long (fl_long_row_bytes: the streamed path is pipelined with the
+ * next row's prefetch; with short rows on Zen 4 its pieces are small and it measured
+ * slower, (8192, 1000) out= float32 softmax 3.5 -> 5.0 ms, while long rows gain,
+ * (2048, 32000) 38.2 -> 29.5 ms; on Intel 4 KiB rows gain too: see dispatch.c).
  * The kernels call fl_stream_fence before returning: streaming stores are weakly
  * ordered, and the caller (another thread, after the OpenMP barrier) reads them. */
 #if defined(__x86_64__) && (defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__))
@@ -82,11 +85,6 @@ static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le,
  * the same fraction).  Not read from sysconf: on these VMs it reports the whole
  * socket's 320 MB, while one core sees 32 MiB. */
 #define FL_STREAM_MIN_BYTES ((ptrdiff_t)24 << 20)
-/* ... and only rows of at least this many bytes: with short rows the streamed pieces
- * are small and unaligned, and streaming measured slower (8192 x 1000, out=: float32
- * softmax 3.5 -> 5.0 ms, float64 8.1 -> 12.8 ms); long rows gain (2048 x 32000: 38.2
- * -> 29.5 ms). */
-#define FL_STREAM_MIN_ROW ((ptrdiff_t)16384)
 #define FL_STREAM_MAX_ROW_BYTES ((ptrdiff_t)4 << 20)   /* softmax scratch: L2/L3-resident */
 
 /* Copy `bytes` from src to dst, which is 64-byte aligned, with streaming stores for
@@ -132,7 +130,7 @@ static inline ptrdiff_t fl_head_to_line(const void *p, size_t esize, ptrdiff_t n
 static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 {
     return FL_HAVE_STREAM && v->outer * v->n * v->inner * (ptrdiff_t)esize >= FL_STREAM_MIN_BYTES
-           && v->n * (ptrdiff_t)esize >= FL_STREAM_MIN_ROW;
+           && v->n * (ptrdiff_t)esize >= fl_long_row_bytes;
 }
 
 /* AVX-512 builds: the rows' exp loops use fl_math_avx512.h (vscalef) and the tiles path

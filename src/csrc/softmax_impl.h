@@ -430,7 +430,7 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
             if (log_mode || scratch) {
                 FL_FN(rows_softmax_stream)(x + lb * v->sa[0], v->sa[0], y + lb * v->so[0],
                                            v->so[0], n, le - lb, log_mode, scratch,
-                                           n * (ptrdiff_t)sizeof(FL_T) >= fl_prefetch_min_bytes);
+                                           n * (ptrdiff_t)sizeof(FL_T) >= fl_long_row_bytes);
                 return;
             }
         }
