@@ -92,7 +92,10 @@ def _softmax_like(x, axis, out, log_mode):
     x3 = _kernel_ready(class_axis_view(work, ax))
     if x3.shape[2] == 1 and abs(x3.strides[0]) < abs(x3.strides[1]):
         x3, out3 = x3.transpose(2, 1, 0), out3.transpose(2, 1, 0)
-    _runtime.kernels().softmax(x3, out3, log_mode, _runtime.get_num_threads())
+    # fresh: the kernel must not stream into memory the OS has just zeroed (see
+    # fl_stream_output in src/csrc/kernels_all.h)
+    _runtime.kernels().softmax(x3, out3, log_mode, _runtime.get_num_threads(),
+                               result is not direct_out)
     if restore is not None:
         result = restore(result)
     return finish_float(result, result_dtype, out)

@@ -168,6 +168,7 @@ def multi_margin(const floating[:, :, :] x,        # IN  (outer, C, inner) score
     if lanes == 0 or x.shape[1] == 0:     # no class: the caller rejected every target
         return 0.0
     v.outer, v.n, v.inner = x.shape[0], x.shape[1], x.shape[2]
+    v.fresh_out = 0
     set_strides(v.sa, x.strides, sizeof(floating), 3)
     v.so[0] = v.so[1] = v.so[2] = 0
     if grad is not None:

@@ -7,6 +7,7 @@ cdef extern from "fl_kernels.h" nogil:
         Py_ssize_t sa[3]
         Py_ssize_t sb[3]
         Py_ssize_t so[3]
+        int fresh_out
 
     ctypedef void (*fl_softmax_f32_fn)(const float *, float *, const fl_view3 *, Py_ssize_t, Py_ssize_t, int) noexcept nogil
     ctypedef void (*fl_softmax_f64_fn)(const double *, double *, const fl_view3 *, Py_ssize_t, Py_ssize_t, int) noexcept nogil

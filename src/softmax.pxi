@@ -1,8 +1,10 @@
 # Softmax family: softmax / log_softmax, logsumexp and the two backward passes.
 # Every array arrives as an (outer, n, inner) view; `lanes` = outer * inner rows.
 
-def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint log_mode, int n_threads):
-    """out = softmax(x) (or log_softmax) along axis 1 of the 3-D views."""
+def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint log_mode, int n_threads,
+            bint fresh_out=False):
+    """out = softmax(x) (or log_softmax) along axis 1 of the 3-D views; fresh_out: out
+    was just allocated (see fl_stream_output)."""
     cdef fl_view3 v
     cdef Py_ssize_t lanes = x.shape[0] * x.shape[2], begin, end
     cdef int t, nt
@@ -11,6 +13,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint log_mode, int
     v.outer, v.n, v.inner = x.shape[0], x.shape[1], x.shape[2]
     set_strides(v.sa, x.strides, sizeof(floating), 3)
     set_strides(v.so, out.strides, sizeof(floating), 3)
+    v.fresh_out = fresh_out
     nt = threads_for(lanes, lanes * v.n, n_threads)
     with nogil:
         if nt == 1:
@@ -36,6 +39,7 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int n_threads):
     if lanes == 0:
         return
     v.outer, v.n, v.inner = x.shape[0], x.shape[1], x.shape[2]
+    v.fresh_out = 0
     set_strides(v.sa, x.strides, sizeof(floating), 3)
     v.so[0] = out.strides[0] // sizeof(floating)
     v.so[1] = 0
@@ -70,6 +74,7 @@ def softmax_backward(const floating[:, :, :] grad, const floating[:, :, :] y,
     if lanes == 0 or grad.shape[1] == 0:
         return
     v.outer, v.n, v.inner = grad.shape[0], grad.shape[1], grad.shape[2]
+    v.fresh_out = 0
     set_strides(v.sa, grad.strides, sizeof(floating), 3)
     set_strides(v.sb, y.strides, sizeof(floating), 3)
     set_strides(v.so, out.strides, sizeof(floating), 3)

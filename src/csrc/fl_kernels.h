@@ -29,6 +29,7 @@ typedef struct {
     ptrdiff_t sa[3];   /* strides of the first input  (x, or grad in backward) */
     ptrdiff_t sb[3];   /* strides of the second input (y in backward; unused otherwise) */
     ptrdiff_t so[3];   /* strides of the output (logsumexp: so[1] unused) */
+    int fresh_out;     /* the output was just allocated: never streamed (kernels_all.h) */
 } fl_view3;
 
 /* log_mode: 0 = softmax, 1 = log_softmax */

@@ -126,10 +126,15 @@ static inline ptrdiff_t fl_head_to_line(const void *p, size_t esize, ptrdiff_t n
     return h < n ? h : n;
 }
 
-/* Whether a softmax-like kernel writing the view's output should stream it */
+/* Whether a softmax-like kernel writing the view's output should stream it.  Not into
+ * a freshly allocated output: the OS has just zeroed its pages through the cache, so
+ * plain stores hit cached lines while streaming stores must first evict them (Intel
+ * Xeon, float32 (2048, 32000) softmax fresh, 1 thread: 75 ms plain, 90 streamed;
+ * float64 (8192, 1000): 17.4 vs 24 ms). */
 static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 {
-    return FL_HAVE_STREAM && v->outer * v->n * v->inner * (ptrdiff_t)esize >= FL_STREAM_MIN_BYTES
+    return FL_HAVE_STREAM && !v->fresh_out
+           && v->outer * v->n * v->inner * (ptrdiff_t)esize >= FL_STREAM_MIN_BYTES
            && v->n * (ptrdiff_t)esize >= fl_long_row_bytes;
 }
 
