@@ -132,7 +132,6 @@ def cross_entropy(const floating[:, :, :] x,          # IN  logits (outer, C, in
         return 0.0
     memset(&v, 0, sizeof(v))
     v.outer, v.n, v.inner = x.shape[0], x.shape[1], x.shape[2]
-    v.fresh_out = 0
     set_strides(v.sa, x.strides, sizeof(floating), 3)
     if q is not None:
         set_strides(v.sb, q.strides, sizeof(floating), 3)
@@ -172,7 +171,6 @@ def nll_loss(const floating[:, :, :] x,          # IN  log-probabilities (outer,
         return 0.0
     memset(&v, 0, sizeof(v))
     v.outer, v.n, v.inner = x.shape[0], x.shape[1], x.shape[2]
-    v.fresh_out = 0
     set_strides(v.sa, x.strides, sizeof(floating), 3)
     if grad is not None:
         set_strides(v.so, grad.strides, sizeof(floating), 3)

@@ -218,11 +218,11 @@ FL_FN(stream_piece)(FL_T *y, const FL_T *src, ptrdiff_t b, ptrdiff_t e, FL_T m, 
  * each row, they left the core waiting on the stores).  softmax keeps the
  * exponentials of rows r - 1 and r in the two halves of scratch (2n elements, L2/L3-
  * resident); log_softmax recomputes (x - m) - log s from row r - 1 of x, still in
- * cache.  prefetch: ask for row r + 1 during row r's exp pass (fl_prefetch_next). */
+ * cache.  Rows streamed are long rows (fl_stream_output), so row r + 1 is prefetched
+ * during row r's exp pass (fl_prefetch_next). */
 static void
 FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t ystride,
-                           ptrdiff_t n, ptrdiff_t nrows, int log_mode, FL_T *scratch,
-                           int prefetch)
+                           ptrdiff_t n, ptrdiff_t nrows, int log_mode, FL_T *scratch)
 {
     FL_T buf[FL_SUM_CHUNK] __attribute__((aligned(64)));
     FL_T chunk[FL_SUM_CHUNK];
@@ -234,7 +234,7 @@ FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t 
     for (ptrdiff_t r = 0; r < nrows; r++) {
         const FL_T *xr = x + r * xstride;
         FL_T *er = log_mode ? NULL : scratch + (r & 1) * n;
-        const FL_T *pf = prefetch && r + 1 < nrows ? xr + xstride : NULL;
+        const FL_T *pf = r + 1 < nrows ? xr + xstride : NULL;
         const FL_T m = FL_FN(row_max)(xr, n, 1);
         double s = 0.0;
         for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_SUM_CHUNK) {
@@ -429,8 +429,7 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
                                      : (FL_T *)fl_thread_scratch(2 * (size_t)n * sizeof(FL_T));
             if (log_mode || scratch) {
                 FL_FN(rows_softmax_stream)(x + lb * v->sa[0], v->sa[0], y + lb * v->so[0],
-                                           v->so[0], n, le - lb, log_mode, scratch,
-                                           n * (ptrdiff_t)sizeof(FL_T) >= fl_long_row_bytes);
+                                           v->so[0], n, le - lb, log_mode, scratch);
                 return;
             }
         }
