@@ -147,6 +147,9 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_EXP_SHIFTED_F32 fl_exp_shifted_avx512_f32
 #define FL_EXP_SHIFTED_F64 fl_exp_shifted_avx512_f64
 #define FL_EXP_SHIFTED_SUM_F64 fl_exp_shifted_sum_avx512_f64
+#define FL_ROW_MAX_F32 fl_max_avx512_f32
+#define FL_ROW_MAX_F64 fl_max_avx512_f64
+#define FL_SUM_AS_DOUBLE_F32 fl_sum_as_double_avx512_f32
 #define FL_TILE_IN_F32 fl_tile_in_avx512_f32
 #define FL_TILE_OUT_F32 fl_tile_out_avx512_f32
 #define FL_TILE_IN_F64 fl_tile_in_avx512_f64
@@ -159,6 +162,14 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_EXPS fl_expf_nonpos   /* exp of x - max (<= 0) */
 #ifdef FL_EXP_SHIFTED_F32
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F32   /* the same over a contiguous stretch */
+#endif
+#ifdef FL_ROW_MAX_F32
+#define FL_ROW_MAX_VEC FL_ROW_MAX_F32           /* max of a contiguous row */
+#endif
+#ifdef FL_SUM_AS_DOUBLE_F32
+#define FL_SUM_AS_DOUBLE_VEC FL_SUM_AS_DOUBLE_F32
+#endif
+#ifdef FL_EXP_SHIFTED_F32
 #define FL_TILE_IN_VEC FL_TILE_IN_F32           /* the tiles path's transposes */
 #define FL_TILE_OUT_VEC FL_TILE_OUT_F32
 #endif
@@ -174,6 +185,8 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXPS
 #undef FL_EXP_SHIFTED_VEC
 #undef FL_EXP_SHIFTED_SUM_VEC
+#undef FL_ROW_MAX_VEC
+#undef FL_SUM_AS_DOUBLE_VEC
 #undef FL_TILE_IN_VEC
 #undef FL_TILE_OUT_VEC
 #undef FL_LOG
@@ -187,6 +200,11 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #ifdef FL_EXP_SHIFTED_F64
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F64
 #define FL_EXP_SHIFTED_SUM_VEC FL_EXP_SHIFTED_SUM_F64   /* ... also summing it */
+#endif
+#ifdef FL_ROW_MAX_F64
+#define FL_ROW_MAX_VEC FL_ROW_MAX_F64
+#endif
+#ifdef FL_EXP_SHIFTED_F64
 #define FL_TILE_IN_VEC FL_TILE_IN_F64
 #define FL_TILE_OUT_VEC FL_TILE_OUT_F64
 #endif
@@ -202,6 +220,8 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXPS
 #undef FL_EXP_SHIFTED_VEC
 #undef FL_EXP_SHIFTED_SUM_VEC
+#undef FL_ROW_MAX_VEC
+#undef FL_SUM_AS_DOUBLE_VEC
 #undef FL_TILE_IN_VEC
 #undef FL_TILE_OUT_VEC
 #undef FL_LOG

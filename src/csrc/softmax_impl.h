@@ -31,6 +31,9 @@
 static inline __attribute__((always_inline)) FL_T
 FL_FN(row_max)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
 {
+#ifdef FL_ROW_MAX_VEC
+    if (cs == 1) return FL_ROW_MAX_VEC(x, n);   /* AVX-512: fl_math_avx512.h */
+#endif
     FL_T m = -INFINITY;
 #pragma omp simd reduction(max:m)
     for (ptrdiff_t j = 0; j < n; j++) {
@@ -58,6 +61,9 @@ FL_FN(row_has_nan)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
 static inline __attribute__((always_inline)) double
 FL_FN(sum_as_double)(const FL_T *e, ptrdiff_t n)
 {
+#ifdef FL_SUM_AS_DOUBLE_VEC
+    return FL_SUM_AS_DOUBLE_VEC(e, n);          /* AVX-512 float: fl_math_avx512.h */
+#endif
     double s = 0.0;
 #pragma omp simd reduction(+:s)
     for (ptrdiff_t j = 0; j < n; j++)
