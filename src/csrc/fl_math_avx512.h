@@ -195,4 +195,39 @@ static inline __attribute__((always_inline)) double fl_sum_as_double_avx512_f32(
     return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
 }
 
+/* One finished piece of a streamed softmax (log_mode 0: y = src * k) or log_softmax
+ * (log_mode 1: y = (src - m) - k) output, y 64-byte aligned: whole vectors leave by
+ * streaming stores straight from the registers (the portable path stages them in an
+ * L1 buffer and copies that out), the last partial line by plain stores. */
+static inline __attribute__((always_inline)) void
+fl_stream_scale_avx512_f32(float *y, const float *src, ptrdiff_t len, float m, float k, int log_mode)
+{
+    const __m512 mv = _mm512_set1_ps(m), kv = _mm512_set1_ps(k);
+    ptrdiff_t j = 0;
+    if (log_mode)
+        for (; j + 16 <= len; j += 16)
+            _mm512_stream_ps(y + j, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(src + j), mv), kv));
+    else
+        for (; j + 16 <= len; j += 16)
+            _mm512_stream_ps(y + j, _mm512_mul_ps(_mm512_loadu_ps(src + j), kv));
+    for (; j < len; j++)
+        y[j] = log_mode ? (src[j] - m) - k : src[j] * k;
+}
+
+static inline __attribute__((always_inline)) void
+fl_stream_scale_avx512_f64(double *y, const double *src, ptrdiff_t len, double m, double k,
+                           int log_mode)
+{
+    const __m512d mv = _mm512_set1_pd(m), kv = _mm512_set1_pd(k);
+    ptrdiff_t j = 0;
+    if (log_mode)
+        for (; j + 8 <= len; j += 8)
+            _mm512_stream_pd(y + j, _mm512_sub_pd(_mm512_sub_pd(_mm512_loadu_pd(src + j), mv), kv));
+    else
+        for (; j + 8 <= len; j += 8)
+            _mm512_stream_pd(y + j, _mm512_mul_pd(_mm512_loadu_pd(src + j), kv));
+    for (; j < len; j++)
+        y[j] = log_mode ? (src[j] - m) - k : src[j] * k;
+}
+
 #endif /* FL_MATH_AVX512_H */

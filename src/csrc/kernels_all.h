@@ -150,6 +150,8 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_ROW_MAX_F32 fl_max_avx512_f32
 #define FL_ROW_MAX_F64 fl_max_avx512_f64
 #define FL_SUM_AS_DOUBLE_F32 fl_sum_as_double_avx512_f32
+#define FL_STREAM_SCALE_F32 fl_stream_scale_avx512_f32
+#define FL_STREAM_SCALE_F64 fl_stream_scale_avx512_f64
 #define FL_TILE_IN_F32 fl_tile_in_avx512_f32
 #define FL_TILE_OUT_F32 fl_tile_out_avx512_f32
 #define FL_TILE_IN_F64 fl_tile_in_avx512_f64
@@ -169,6 +171,9 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #ifdef FL_SUM_AS_DOUBLE_F32
 #define FL_SUM_AS_DOUBLE_VEC FL_SUM_AS_DOUBLE_F32
 #endif
+#ifdef FL_STREAM_SCALE_F32
+#define FL_STREAM_SCALE_VEC FL_STREAM_SCALE_F32    /* a streamed softmax output piece */
+#endif
 #ifdef FL_EXP_SHIFTED_F32
 #define FL_TILE_IN_VEC FL_TILE_IN_F32           /* the tiles path's transposes */
 #define FL_TILE_OUT_VEC FL_TILE_OUT_F32
@@ -187,6 +192,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXP_SHIFTED_SUM_VEC
 #undef FL_ROW_MAX_VEC
 #undef FL_SUM_AS_DOUBLE_VEC
+#undef FL_STREAM_SCALE_VEC
 #undef FL_TILE_IN_VEC
 #undef FL_TILE_OUT_VEC
 #undef FL_LOG
@@ -203,6 +209,9 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #endif
 #ifdef FL_ROW_MAX_F64
 #define FL_ROW_MAX_VEC FL_ROW_MAX_F64
+#endif
+#ifdef FL_STREAM_SCALE_F64
+#define FL_STREAM_SCALE_VEC FL_STREAM_SCALE_F64
 #endif
 #ifdef FL_EXP_SHIFTED_F64
 #define FL_TILE_IN_VEC FL_TILE_IN_F64
@@ -222,6 +231,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXP_SHIFTED_SUM_VEC
 #undef FL_ROW_MAX_VEC
 #undef FL_SUM_AS_DOUBLE_VEC
+#undef FL_STREAM_SCALE_VEC
 #undef FL_TILE_IN_VEC
 #undef FL_TILE_OUT_VEC
 #undef FL_LOG

@@ -204,6 +204,12 @@ FL_FN(stream_piece)(FL_T *y, const FL_T *src, ptrdiff_t b, ptrdiff_t e, FL_T m, 
 {
     const ptrdiff_t len = e - b;
     const FL_T *sc = src + b;
+#ifdef FL_STREAM_SCALE_VEC
+    if (!((uintptr_t)(y + b) & 63)) {          /* AVX-512: fl_math_avx512.h */
+        FL_STREAM_SCALE_VEC(y + b, sc, len, m, k, log_mode);
+        return;
+    }
+#endif
     if (log_mode) {
 #pragma omp simd
         for (ptrdiff_t j = 0; j < len; j++) buf[j] = (sc[j] - m) - k;
