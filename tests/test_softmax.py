@@ -340,6 +340,29 @@ def test_simd_levels(simd_level, dtype, shape, axis):
                  as64(ref_logsumexp(x, (axis % x.ndim,))).squeeze(axis), dtype)
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_row_max_sees_every_position(simd_level, dtype):
+    """The shift must be the row's true maximum wherever it sits: in any of the vector
+    accumulators, the single-vector loop or the masked tail (row lengths around the
+    vector and unroll widths).  softmax itself is shift-invariant, so the check is a
+    spike too large for exp(spike - wrong max) to stay finite: softmax must give
+    exactly one-hot and logsumexp the spike itself; cross-entropy at the spike is 0."""
+    big = np.finfo(dtype).max / 4
+    for n in (1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 127, 129, 1000):
+        positions = sorted({0, n // 3, n // 2, n - 2, n - 1} - {-1})
+        x = np.zeros((len(positions), n), dtype=dtype)
+        x[:] = np.linspace(-3.0, 3.0, n, dtype=dtype)
+        for r, p in enumerate(positions):
+            x[r, p] = big
+        expected = np.zeros_like(x)
+        expected[np.arange(len(positions)), positions] = 1
+        np.testing.assert_array_equal(fastloss.softmax(x), expected, err_msg=f"n={n}")
+        np.testing.assert_array_equal(fastloss.logsumexp(x, -1), np.full(len(positions), big, dtype),
+                                      err_msg=f"n={n}")
+        loss = fastloss.cross_entropy(x, np.array(positions), reduction="none")
+        np.testing.assert_array_equal(loss, np.zeros(len(positions), dtype), err_msg=f"n={n}")
+
+
 @pytest.fixture(params=[0, 1 << 40], ids=["every-row-long", "no-row-long"])
 def long_rows(request):
     """Run the rows kernels with every row counted as long (0: next-row prefetch, and

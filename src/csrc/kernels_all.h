@@ -138,9 +138,10 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
            && v->n * (ptrdiff_t)esize >= fl_long_row_bytes;
 }
 
-/* AVX-512 builds: the rows' exp loops use fl_math_avx512.h (vscalef) and the tiles path
- * transposes in registers (fl_tile_avx512.h); elsewhere the
- * portable loop over FL_EXPS. */
+/* AVX-512 builds: the rows' exp, max and sum loops and the streamed softmax pieces use
+ * fl_math_avx512.h (vscalef, four accumulators, streaming stores from registers) and the
+ * tiles path transposes in registers (fl_tile_avx512.h); elsewhere the portable loops
+ * (FL_EXPS, `omp simd` reductions). */
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include "fl_math_avx512.h"
 #include "fl_tile_avx512.h"
@@ -162,19 +163,11 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_SUF f32
 #define FL_EXP fl_expf
 #define FL_EXPS fl_expf_nonpos   /* exp of x - max (<= 0) */
-#ifdef FL_EXP_SHIFTED_F32
+#ifdef FL_EXP_SHIFTED_F32   /* AVX-512 */
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F32   /* the same over a contiguous stretch */
-#endif
-#ifdef FL_ROW_MAX_F32
 #define FL_ROW_MAX_VEC FL_ROW_MAX_F32           /* max of a contiguous row */
-#endif
-#ifdef FL_SUM_AS_DOUBLE_F32
-#define FL_SUM_AS_DOUBLE_VEC FL_SUM_AS_DOUBLE_F32
-#endif
-#ifdef FL_STREAM_SCALE_F32
-#define FL_STREAM_SCALE_VEC FL_STREAM_SCALE_F32    /* a streamed softmax output piece */
-#endif
-#ifdef FL_EXP_SHIFTED_F32
+#define FL_SUM_AS_DOUBLE_VEC FL_SUM_AS_DOUBLE_F32   /* sum of a float stretch, in double */
+#define FL_STREAM_SCALE_VEC FL_STREAM_SCALE_F32 /* a piece of a streamed softmax output */
 #define FL_TILE_IN_VEC FL_TILE_IN_F32           /* the tiles path's transposes */
 #define FL_TILE_OUT_VEC FL_TILE_OUT_F32
 #endif
@@ -203,17 +196,11 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_SUF f64
 #define FL_EXP fl_exp
 #define FL_EXPS fl_exp_nonpos
-#ifdef FL_EXP_SHIFTED_F64
+#ifdef FL_EXP_SHIFTED_F64   /* AVX-512 */
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F64
 #define FL_EXP_SHIFTED_SUM_VEC FL_EXP_SHIFTED_SUM_F64   /* ... also summing it */
-#endif
-#ifdef FL_ROW_MAX_F64
 #define FL_ROW_MAX_VEC FL_ROW_MAX_F64
-#endif
-#ifdef FL_STREAM_SCALE_F64
 #define FL_STREAM_SCALE_VEC FL_STREAM_SCALE_F64
-#endif
-#ifdef FL_EXP_SHIFTED_F64
 #define FL_TILE_IN_VEC FL_TILE_IN_F64
 #define FL_TILE_OUT_VEC FL_TILE_OUT_F64
 #endif
