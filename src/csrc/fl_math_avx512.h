@@ -1,9 +1,11 @@
 /*
- * fl_math_avx512.h -- exp of a shifted argument (x - max <= 0), and the row max and
- * the widening float sum around it, for AVX-512: the one place where the kernels use
- * intrinsics.  Included by kernels_all.h only when the translation unit targets
- * AVX-512 (kernels_avx512.c); every other build uses the portable fl_expf_nonpos /
- * fl_exp_nonpos of fl_math.h and the `omp simd` loops of softmax_impl.h.
+ * fl_math_avx512.h -- exp of a shifted argument (x - max <= 0), the row max and the
+ * widening float sum around it, and the streamed softmax output pieces, for AVX-512
+ * (with fl_tile_avx512.h, the kernels' AVX-512 intrinsics; the per-type twins differ
+ * only in their intrinsics).  Included by kernels_all.h only when the translation unit
+ * targets AVX-512 (kernels_avx512.c); every other build uses the portable
+ * fl_expf_nonpos / fl_exp_nonpos of fl_math.h and the `omp simd` loops of
+ * softmax_impl.h.
  *
  * Why: the softmax/cross-entropy rows are bound by the exp's vector-operation count.
  * The same algorithm as fl_math.h (n = round(x / ln2), Cody-Waite r, the same
