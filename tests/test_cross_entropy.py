@@ -474,6 +474,52 @@ def test_float32_long_rows_accumulate_in_float64(backend):
     close(grad, expected_grad, np.float32)
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_long_rows_in_one_read(simd_level, dtype):
+    """Rows of 16 KiB and more read once (ce_row_online in cross_entropy_impl.h): blocks
+    of 128 classes, each raising the running max or not, the sum rescaled at each raise
+    and the stored exponentials of each stretch brought to the final max in the
+    gradient.  Against the long-double reference, fresh and in place, at every SIMD
+    level, for rows that raise the max in a few blocks, in every block (sorted upwards:
+    more raises than the stretches kept, so the rest of the row's max is taken at once),
+    or only after blocks of -inf, and for the NaN and -inf rules of the two-pass rows."""
+    rng = np.random.default_rng(31)
+    n = 4099 if dtype == np.float32 else 2053   # 16 KiB and a ragged last block
+    rows = [rng.standard_normal(n) * 4,                    # raises in the first blocks
+            np.sort(rng.standard_normal(n) * 4),           # a raise in every block
+            np.repeat(np.arange(10.0), -(-n // 10))[:n],   # 10 stretches, steps of 1
+            np.linspace(-50, 50, n)]                       # far apart: exp(m_k - m) tiny
+    masked = rng.standard_normal(n) * 4
+    masked[:300] = -np.inf                                 # blocks of only -inf first
+    masked[::7] = -np.inf
+    rows.append(masked)
+    x = np.array(rows).astype(dtype)
+    target = np.array([0, n - 1, n // 2, 1, 2])            # first, last, middle, masked-out
+    target[4] = 302                                        # the first finite class
+    for xin in (x, _unaligned(x)):
+        loss, grad = fastloss.cross_entropy_with_grad(xin, target, reduction="none")
+        expected, expected_grad = ref_ce(x, target, reduction="none")
+        close(loss, expected, dtype)
+        close(grad, expected_grad, dtype)
+        assert (grad[4][np.isneginf(x[4])] == 0).all()
+        close(fastloss.cross_entropy(xin, target, reduction="none"), expected, dtype)
+        g = xin.copy()
+        fastloss.cross_entropy_with_grad(g, target, reduction="none", out=g)
+        np.testing.assert_array_equal(g, grad)
+
+    # NaN in a block of -inf read while the max is still -inf, NaN later, +inf, all -inf
+    bad = np.array([rng.standard_normal(n) * 4 for _ in range(5)]).astype(dtype)
+    bad[0, :200] = -np.inf
+    bad[0, 150] = np.nan
+    bad[1, n - 3] = np.nan
+    bad[2, 1000] = np.inf
+    bad[3] = -np.inf
+    loss, grad = fastloss.cross_entropy_with_grad(bad, np.array([300, 0, 5, 0, 7]),
+                                                  reduction="none")
+    np.testing.assert_array_equal(np.isnan(loss), [True, True, True, True, False])
+    assert np.isnan(grad[:4]).all() and np.isfinite(grad[4]).all()
+
+
 # ----------------------------------------------------------------------------- conventions
 
 @pytest.mark.parametrize("kind", ["index", "probs"])

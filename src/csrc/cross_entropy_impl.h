@@ -33,6 +33,18 @@
  *   3. grad_j = e_j * alpha - beta_j, then the target entry  (only with a gradient)
  * The forward-only path writes no N x C array.
  *
+ * Long contiguous rows (index targets without label smoothing, the common case) take
+ * passes 1 and 2 in one read instead (ce_row_online): the row is cut into blocks of
+ * FL_ONLINE_BLOCK elements, and each block's max is taken as it comes from memory and
+ * its exponentials right after, from L1, relative to the running max (an online
+ * normalizer).  With two passes, the first streams the row from DRAM with nothing to
+ * overlap it and the second computes with DRAM idle; block by block, the exp of one
+ * block overlaps the loads of the next.  (Taking the exponentials straight from the
+ * registers of the first read, without reading the block again from L1, measured
+ * 0.36 -> 0.59 ns per element.)  Intel Xeon, float32, 1 thread, medians of 3
+ * alternating processes: forward (2048, 32000) 30.9 -> 25.9 ms, (512, 128256) 33.7 ->
+ * 26.7 ms; with the gradient in place 41.9 -> 33.6 and 46.2 -> 41.5 ms.
+ *
  * Layouts as in softmax_impl.h: rows (class axis contiguous or inner == 1), columns
  * (class axis not the most contiguous, e.g. (N, C, H, W) with axis 1: blocks of
  * FL_COL_BLOCK lanes side by side, every inner loop runs along the contiguous inner
@@ -108,6 +120,23 @@ fl_ce_target_grad(const fl_ce_args *a, double gc, double wy, ptrdiff_t n, double
     const double p = ey / s;
     return gc * ((1.0 - eps) * wy * (p - 1.0) + ec * (a->weight_sum * p - wy));
 }
+/* Blocks of 128 elements (512 bytes of float): measured at (2048, 32000) float32 on the
+ * Intel Xeon, 64 -> 0.40, 128 -> 0.36, 256 -> 0.38, 512 -> 0.39, 2048 -> 0.47 ns per
+ * element (two passes: 0.43).  A block must be in L1 for its exp; a smaller one pays the
+ * per-block reductions more often. */
+#define FL_ONLINE_BLOCK 128
+#ifndef FL_ONLINE_MIN_ROW_BYTES   /* rows this long or longer; -D to compare the two */
+#define FL_ONLINE_MIN_ROW_BYTES 16384 /* measured only on rows of 128 KiB and more */
+#endif
+#define FL_ONLINE_MAX_SEGS 16
+
+/* Where the stored exponentials of a row change their reference: e_j = exp(x_j - m_k)
+ * for start[k] <= j < start[k + 1] (the last segment runs to the row's end). */
+typedef struct {
+    ptrdiff_t start[FL_ONLINE_MAX_SEGS];
+    double m[FL_ONLINE_MAX_SEGS];
+    int count;
+} fl_online_segs;
 #endif /* FL_CE_COMMON_DONE */
 
 /* ------------------------------------------------------------------ one row */
@@ -207,6 +236,103 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
     g[L->y * gs] = (FL_T)fl_ce_target_grad(a, L->gc, L->wy, n, ey, s);
 }
 
+/* ------------------------------------------------------------------ one row, one read */
+
+/* One read of a contiguous row that comes from memory: returns s = sum_j exp(x_j - m)
+ * (in double) and m = max_j x_j in *m_out.  Block by block: the block's max; when it
+ * raises the running max m, the sum so far is rescaled by exp(m_old - m_new); then the
+ * block's exponentials relative to m while the block is in L1.  With g (which may be
+ * x), e_j = exp(x_j - m) with the running m of its block is stored to g and seg records
+ * the m of each stretch.  *xy = x[y], read on the way (g may overwrite it).  Past FL_ONLINE_MAX_SEGS raises (a row sorted upwards), the
+ * rest of the row's max is taken at once, the stored stretch is brought to it, and no
+ * more raises can come.
+ * NaN and -inf as the two passes give them: while m is still -inf (blocks of only -inf
+ * and NaN) a block adds nothing and stores zeros, but a NaN in it is remembered; a row
+ * with no finite max, or with such a NaN, gives s = NaN (its NaN elsewhere propagates
+ * through the exp as usual). */
+static inline __attribute__((always_inline)) double
+FL_FN(row_online)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double *xy,
+                  FL_T *m_out, fl_online_segs *seg)
+{
+    FL_T chunk[FL_ONLINE_BLOCK];
+    FL_T m = -INFINITY;
+    double s = 0.0;
+    int nan_skipped = 0;
+    if (g) {
+        seg->start[0] = 0;
+        seg->m[0] = -INFINITY;
+        seg->count = 1;
+    }
+    /* blocks from the row's start, not from a 64-byte boundary: the result depends on
+     * where the raises fall, and must not depend on the array's address */
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_ONLINE_BLOCK) {
+        const ptrdiff_t len = n - j0 < FL_ONLINE_BLOCK ? n - j0 : FL_ONLINE_BLOCK;
+        const FL_T bm = FL_FN(row_max)(x + j0, len, 1);
+        if (y >= j0 && y < j0 + len) *xy = (double)x[y];   /* in L1, not yet overwritten */
+        if (__builtin_expect(bm > m, 0)) {
+            FL_T mn = bm;
+            if (g && seg->count == FL_ONLINE_MAX_SEGS) {   /* the last raise: see above */
+                const FL_T mr = FL_FN(row_max)(x + j0, n - j0, 1);
+                mn = mr > mn ? mr : mn;
+                for (int k = 0; k < seg->count; k++) {
+                    const ptrdiff_t e = k + 1 < seg->count ? seg->start[k + 1] : j0;
+                    const FL_T f = (FL_T)exp(seg->m[k] - (double)mn);
+#pragma omp simd
+                    for (ptrdiff_t j = seg->start[k]; j < e; j++) g[j] *= f;
+                }
+                seg->count = 1;
+                seg->m[0] = (double)mn;
+            } else if (g) {
+                if (seg->start[seg->count - 1] < j0) seg->start[seg->count++] = j0;
+                seg->m[seg->count - 1] = (double)mn;
+            }
+            s *= exp((double)m - (double)mn);   /* 0 while m is -inf */
+            m = mn;
+        }
+        if (__builtin_expect(m == -INFINITY, 0)) {
+            nan_skipped |= FL_FN(row_has_nan)(x + j0, len, 1);
+            if (g)
+                for (ptrdiff_t j = j0; j < j0 + len; j++) g[j] = (FL_T)0;
+            continue;
+        }
+        s += FL_FN(exp_shifted_sum)(x + j0, m, g ? g + j0 : chunk, len, NULL);
+    }
+    *m_out = m;
+    return m == -INFINITY || nan_skipped ? (double)NAN : s;
+}
+
+/* ce_row for long contiguous rows, index targets, no label smoothing: passes 1 and 2 in
+ * one read (row_online), then with a gradient g_j = e_j * alpha * exp(m_k - m), with
+ * the m_k of e_j's stretch (seg), and the target entry. */
+static inline __attribute__((always_inline)) double
+FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
+                     const fl_ce_args *a, const fl_ce_lane *L, const int grad)
+{
+    fl_online_segs seg;
+    FL_T m;
+    double xy = 0.0;   /* set by row_online: 0 <= y < n for an active lane */
+    const double s = FL_FN(row_online)(x, grad ? g : NULL, n, L->y, &xy, &m, &seg);
+    double l = 0.0;
+    if (a->want_loss) {
+        l = fl_ce_row_loss(a, L->wy, L->sw, n, FL_CE_PLAIN, log(s), xy - (double)m, 0.0, 0.0);
+        if (loss_slot) *loss_slot = (FL_T)l;
+    }
+    if (grad) {
+        const double alpha = L->gc * L->wy / s;
+        double ey = 0.0;
+        for (int k = 0; k < seg.count; k++) {
+            const ptrdiff_t b = seg.start[k], e = k + 1 < seg.count ? seg.start[k + 1] : n;
+            const double rescale = exp(seg.m[k] - (double)m);
+            if (L->y >= b && L->y < e) ey = (double)g[L->y] * rescale;
+            const FL_T f = (FL_T)(alpha * rescale);
+#pragma omp simd
+            for (ptrdiff_t j = b; j < e; j++) g[j] *= f;
+        }
+        g[L->y] = (FL_T)fl_ce_target_grad(a, L->gc, L->wy, n, ey, s);
+    }
+    return l;
+}
+
 /* One lane in the rows layout: returns sw * l (0 for an ignored lane), writes it to
  * *loss_slot when given and the gradient row to g when grad. */
 static inline __attribute__((always_inline)) double
@@ -222,6 +348,9 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
         if (loss_slot) *loss_slot = (FL_T)0;
         return 0.0;
     }
+    if (mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1)
+        && n * (ptrdiff_t)sizeof(FL_T) >= FL_ONLINE_MIN_ROW_BYTES)
+        return FL_FN(ce_row_online)(x, g, loss_slot, n, a, L, grad);
     const double eps = a->label_smoothing;
     const FL_T m = FL_FN(row_max)(x, n, xs);
     /* d_y is read before pass 2, which may overwrite x (in place) */
