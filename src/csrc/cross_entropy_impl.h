@@ -130,6 +130,13 @@ fl_ce_target_grad(const fl_ce_args *a, double gc, double wy, ptrdiff_t n, double
 #define FL_ONLINE_MIN_ROW_BYTES 16384 /* measured only on rows of 128 KiB and more */
 #endif
 #define FL_ONLINE_MAX_SEGS 16
+/* Each block prefetches (into L1) the block this many bytes ahead: the hardware
+ * prefetchers alone left the core waiting on DRAM between blocks.  Measured at
+ * (2048, 32000) and (512, 128256) float32 on the Intel Xeon, alternating processes:
+ * 1536-3072 bytes ahead all gained (cross_entropy 4-10%, in place with grad 6-18%, more
+ * at 2 threads), 4096 lost 25% against 2048; prefetcht2 (into L2 only) gained less on
+ * the forward. */
+#define FL_ONLINE_PREFETCH_BYTES 2048
 
 /* Where the stored exponentials of a row change their reference: e_j = exp(x_j - m_k)
  * for start[k] <= j < start[k + 1] (the last segment runs to the row's end). */
@@ -268,6 +275,10 @@ FL_FN(row_online)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double *xy,
      * where the raises fall, and must not depend on the array's address */
     for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_ONLINE_BLOCK) {
         const ptrdiff_t len = n - j0 < FL_ONLINE_BLOCK ? n - j0 : FL_ONLINE_BLOCK;
+        /* the block FL_ONLINE_PREFETCH_BYTES ahead (past the row's end: the next row's
+         * start; a prefetch never faults) */
+        for (ptrdiff_t k = 0; k < FL_ONLINE_BLOCK * (ptrdiff_t)sizeof(FL_T); k += 64)
+            __builtin_prefetch((const char *)(x + j0) + FL_ONLINE_PREFETCH_BYTES + k, 0, 3);
         const FL_T bm = FL_FN(row_max)(x + j0, len, 1);
         if (y >= j0 && y < j0 + len) *xy = (double)x[y];   /* in L1, not yet overwritten */
         if (__builtin_expect(bm > m, 0)) {
