@@ -480,7 +480,8 @@ def test_long_rows_in_one_read(simd_level, dtype):
     of 128 classes, each raising the running max or not, the sum rescaled at each raise
     and the stored exponentials of each stretch brought to the final max in the
     gradient.  Against the long-double reference, fresh and in place, at every SIMD
-    level, for rows that raise the max in a few blocks, in every block (sorted upwards:
+    level (only the AVX-512 build reads rows once; the others check the same rows in
+    two passes), for rows that raise the max in a few blocks, in every block (sorted upwards:
     more raises than the stretches kept, so the rest of the row's max is taken at once),
     or only after blocks of -inf, and for the NaN and -inf rules of the two-pass rows."""
     rng = np.random.default_rng(31)

@@ -34,7 +34,7 @@
  * The forward-only path writes no N x C array.
  *
  * Long contiguous rows (index targets without label smoothing, the common case) take
- * passes 1 and 2 in one read instead (ce_row_online): the row is cut into blocks of
+ * passes 1 and 2 in one read instead in the AVX-512 build (ce_row_online): the row is cut into blocks of
  * FL_ONLINE_BLOCK elements, and each block's max is taken as it comes from memory and
  * its exponentials right after, from L1, relative to the running max (an online
  * normalizer).  With two passes, the first streams the row from DRAM with nothing to
@@ -128,6 +128,14 @@ fl_ce_target_grad(const fl_ce_args *a, double gc, double wy, ptrdiff_t n, double
 #define FL_ONLINE_BLOCK 128
 #ifndef FL_ONLINE_MIN_ROW_BYTES   /* rows this long or longer; -D to compare the two */
 #define FL_ONLINE_MIN_ROW_BYTES 16384 /* measured only on rows of 128 KiB and more */
+#endif
+/* Only the AVX-512 build reads rows once (kernels_all.h sets FL_ONLINE_ROWS): built for
+ * the AVX2 level, whose blocks run gcc's `omp simd` loops instead of the AVX-512 max and
+ * exp, one read measured 1.75x slower than two passes on the same Intel (cross_entropy
+ * (2048, 32000) 39.9 -> 69.7 ms, (512, 128256) 42.5 -> 70.0 ms, 1 thread; not
+ * profiled).  The other builds keep the two passes. */
+#ifndef FL_ONLINE_ROWS
+#define FL_ONLINE_ROWS 0
 #endif
 #define FL_ONLINE_MAX_SEGS 16
 /* Each block prefetches (into L1) the block this many bytes ahead: the hardware
@@ -360,7 +368,7 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
         if (loss_slot) *loss_slot = (FL_T)0;
         return 0.0;
     }
-    if (mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1)
+    if (FL_ONLINE_ROWS && mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1)
         && n * (ptrdiff_t)sizeof(FL_T) >= FL_ONLINE_MIN_ROW_BYTES)
         return FL_FN(ce_row_online)(x, g, loss_slot, n, a, L, grad);
     const double eps = a->label_smoothing;
