@@ -481,9 +481,10 @@ def test_long_rows_in_one_read(simd_level, dtype):
     and the stored exponentials of each stretch brought to the final max in the
     gradient.  Against the long-double reference, fresh and in place, at every SIMD
     level (only the AVX-512 build reads rows once; the others check the same rows in
-    two passes), for rows that raise the max in a few blocks, in every block (sorted upwards:
-    more raises than the stretches kept, so the rest of the row's max is taken at once),
-    or only after blocks of -inf, and for the NaN and -inf rules of the two-pass rows."""
+    two passes), for rows that raise the max in a few blocks, in every block (sorted
+    upwards: more raises than the stretches kept, so the rest of the row's max is taken
+    at once), or only after blocks of -inf, and for the NaN and -inf rules of the
+    two-pass rows."""
     rng = np.random.default_rng(31)
     n = 4099 if dtype == np.float32 else 2053   # 16 KiB and a ragged last block
     rows = [rng.standard_normal(n) * 4,                    # raises in the first blocks

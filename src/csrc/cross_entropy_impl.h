@@ -34,15 +34,15 @@
  * The forward-only path writes no N x C array.
  *
  * Long contiguous rows (index targets without label smoothing, the common case) take
- * passes 1 and 2 in one read instead in the AVX-512 build (ce_row_online): the row is cut into blocks of
- * FL_ONLINE_BLOCK elements, and each block's max is taken as it comes from memory and
- * its exponentials right after, from L1, relative to the running max (an online
- * normalizer).  With two passes, the first streams the row from DRAM with nothing to
- * overlap it and the second computes with DRAM idle; block by block, the exp of one
- * block overlaps the loads of the next.  (Taking the exponentials straight from the
- * registers of the first read, without reading the block again from L1, measured
- * 0.36 -> 0.59 ns per element.)  Intel Xeon, float32, 1 thread, medians of 3
- * alternating processes: forward (2048, 32000) 30.9 -> 25.9 ms, (512, 128256) 33.7 ->
+ * passes 1 and 2 in one read instead in the AVX-512 build (ce_row_online): the row is
+ * cut into blocks of FL_ONLINE_BLOCK elements, and each block's max is taken as it
+ * comes from memory and its exponentials right after, from L1, relative to the running
+ * max (an online normalizer).  With two passes, the first streams the row from DRAM
+ * with nothing to overlap it and the second computes with DRAM idle; block by block,
+ * the exp of one block overlaps the loads of the next.  (Taking the exponentials
+ * straight from the registers of the first read, without reading the block again from
+ * L1, measured 0.36 -> 0.59 ns per element.)  Intel Xeon, float32, 1 thread, medians of
+ * 3 alternating processes: forward (2048, 32000) 30.9 -> 25.9 ms, (512, 128256) 33.7 ->
  * 26.7 ms; with the gradient in place 41.9 -> 33.6 and 46.2 -> 41.5 ms.
  *
  * Layouts as in softmax_impl.h: rows (class axis contiguous or inner == 1), columns
@@ -142,8 +142,8 @@ fl_ce_target_grad(const fl_ce_args *a, double gc, double wy, ptrdiff_t n, double
  * prefetchers alone left the core waiting on DRAM between blocks.  Measured at
  * (2048, 32000) and (512, 128256) float32 on the Intel Xeon, alternating processes:
  * 1536-3072 bytes ahead all gained (cross_entropy 4-10%, in place with grad 6-18%, more
- * at 2 threads), 4096 lost 25% against 2048; prefetcht2 (into L2 only) gained less on
- * the forward. */
+ * at 2 threads); 4096 was 10-35% slower than 2048; prefetcht2 (into L2 only) gained
+ * less on the forward. */
 #define FL_ONLINE_PREFETCH_BYTES 2048
 
 /* Where the stored exponentials of a row change their reference: e_j = exp(x_j - m_k)
