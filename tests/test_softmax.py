@@ -565,3 +565,83 @@ def test_streamed_large_outputs(simd_level, threads, name, n_threads):
     y = x.copy()
     assert fn(y, axis=-1, out=y) is y
     np.testing.assert_array_equal(y, whole)   # in place == out of place, bitwise
+
+
+# Rows of 16 KiB and more are read once in the AVX-512 build (online_blocks in
+# softmax_impl.h): blocks of 128 classes, the running max raised or not at each, the sum
+# rescaled at each raise, and the stored exponentials of each stretch brought to the
+# final max by one factor per stretch when the output is written.  The other levels
+# check the same rows in two passes.
+def _rows_read_once(dtype, rng):
+    """Rows that raise the running max in a few blocks, in every block (sorted upwards:
+    more raises than the stretches kept, so the rest of the row's max is taken at
+    once), in 10 steps, far apart (exp(m_k - m) tiny), or only after blocks of -inf."""
+    n = 4099 if dtype == np.float32 else 2053   # 16 KiB and a ragged last block
+    masked = rng.standard_normal(n) * 4
+    masked[:300] = -np.inf
+    masked[::7] = -np.inf
+    return np.array([rng.standard_normal(n) * 4,
+                     np.sort(rng.standard_normal(n) * 4),
+                     np.repeat(np.arange(10.0), -(-n // 10))[:n],
+                     np.linspace(-50, 50, n),
+                     masked]).astype(dtype)
+
+
+def _check_rows(name, got, x, dtype):
+    expected = as64((ref_softmax if name == "softmax" else ref_log_softmax)(x, (1,)))
+    finite = np.isfinite(expected)
+    assert_close(got[finite], expected[finite], dtype)
+    np.testing.assert_array_equal(got[~finite], expected[~finite])   # -inf: masked classes
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_long_rows_in_one_read(simd_level, dtype):
+    """softmax, log_softmax and logsumexp of such rows against the long-double
+    reference; out= and in place give the same bits as a fresh output; the NaN and
+    -inf rules of the two-pass rows."""
+    rng = np.random.default_rng(33)
+    x = _rows_read_once(dtype, rng)
+    for name in ("softmax", "log_softmax"):
+        fn = getattr(fastloss, name)
+        got = fn(x)
+        _check_rows(name, got, x, dtype)
+        out = np.empty_like(x)
+        np.testing.assert_array_equal(fn(x, out=out), got)
+        xi = x.copy()
+        np.testing.assert_array_equal(fn(xi, out=xi), got)
+    assert_close(fastloss.logsumexp(x, -1), as64(ref_logsumexp(x, (1,))).squeeze(1), dtype)
+
+    # NaN in a block of -inf read while the max is still -inf, NaN later, +inf, all -inf
+    bad = (rng.standard_normal((5, x.shape[1])) * 4).astype(dtype)
+    bad[0, :200] = -np.inf
+    bad[0, 150] = np.nan
+    bad[1, -3] = np.nan
+    bad[2, 1000] = np.inf
+    bad[3] = -np.inf
+    for name in ("softmax", "log_softmax"):
+        y = getattr(fastloss, name)(bad)
+        assert np.isnan(y[:4]).all() and np.isfinite(y[4]).all()
+    lse = fastloss.logsumexp(bad, -1)
+    assert np.isnan(lse[:2]).all() and lse[2] == np.inf and lse[3] == -np.inf
+    assert_close(lse[4], as64(ref_logsumexp(bad[4:], (1,))).item(), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_long_rows_in_one_read_streamed(simd_level, dtype):
+    """The same rows inside an output over 24 MiB given as out= (streamed: each row's
+    output leaves while the next row is read, cut where its stretches end; rows
+    starting off a cache line, so the cuts fall off line boundaries): the same bits
+    as a fresh (not streamed) output, and the reference on the planted rows."""
+    rng = np.random.default_rng(34)
+    rows = _rows_read_once(dtype, rng)
+    n = rows.shape[1]
+    x = rng.standard_normal(((25 << 20) // (n * np.dtype(dtype).itemsize) + 1, n)).astype(dtype)
+    planted = [0, 1, 2, len(x) // 2, len(x) - 1]
+    x[planted] = rows
+    buf = np.empty(x.size + 1, dtype=dtype)
+    out = buf[1:].reshape(x.shape)
+    for name in ("softmax", "log_softmax"):
+        fn = getattr(fastloss, name)
+        fresh = fn(x)
+        np.testing.assert_array_equal(fn(x, out=out), fresh)
+        _check_rows(name, out[planted], rows, dtype)

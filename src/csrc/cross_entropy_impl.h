@@ -34,12 +34,8 @@
  * The forward-only path writes no N x C array.
  *
  * Long contiguous rows (index targets without label smoothing, the common case) take
- * passes 1 and 2 in one read instead in the AVX-512 build (ce_row_online): the row is
- * cut into blocks of FL_ONLINE_BLOCK elements, and each block's max is taken as it
- * comes from memory and its exponentials right after, from L1, relative to the running
- * max (an online normalizer).  With two passes, the first streams the row from DRAM
- * with nothing to overlap it and the second computes with DRAM idle; block by block,
- * the exp of one block overlaps the loads of the next.  (Taking the exponentials
+ * passes 1 and 2 in one read instead in the AVX-512 build (ce_row_online, with the
+ * online normalizer of softmax_impl.h's "rows read once").  (Taking the exponentials
  * straight from the registers of the first read, without reading the block again from
  * L1, measured 0.36 -> 0.59 ns per element.)  Intel Xeon, float32, 1 thread, medians of
  * 3 alternating processes: forward (2048, 32000) 30.9 -> 25.9 ms, (512, 128256) 33.7 ->
@@ -121,38 +117,6 @@ fl_ce_target_grad(const fl_ce_args *a, double gc, double wy, ptrdiff_t n, double
     return gc * ((1.0 - eps) * wy * (p - 1.0) + ec * (a->weight_sum * p - wy));
 }
 
-/* Blocks of 128 elements (512 bytes of float): measured at (2048, 32000) float32 on the
- * Intel Xeon, 64 -> 0.40, 128 -> 0.36, 256 -> 0.38, 512 -> 0.39, 2048 -> 0.47 ns per
- * element (two passes: 0.43).  A block must be in L1 for its exp; a smaller one pays the
- * per-block reductions more often. */
-#define FL_ONLINE_BLOCK 128
-#ifndef FL_ONLINE_MIN_ROW_BYTES   /* rows this long or longer; -D to compare the two */
-#define FL_ONLINE_MIN_ROW_BYTES 16384 /* measured only on rows of 128 KiB and more */
-#endif
-/* Only the AVX-512 build reads rows once (kernels_all.h sets FL_ONLINE_ROWS): built for
- * the AVX2 level, whose blocks run gcc's `omp simd` loops instead of the AVX-512 max and
- * exp, one read measured 1.75x slower than two passes on the same Intel (cross_entropy
- * (2048, 32000) 39.9 -> 69.7 ms, (512, 128256) 42.5 -> 70.0 ms, 1 thread; not
- * profiled).  The other builds keep the two passes. */
-#ifndef FL_ONLINE_ROWS
-#define FL_ONLINE_ROWS 0
-#endif
-#define FL_ONLINE_MAX_SEGS 16
-/* Each block prefetches (into L1) the block this many bytes ahead: the hardware
- * prefetchers alone left the core waiting on DRAM between blocks.  Measured at
- * (2048, 32000) and (512, 128256) float32 on the Intel Xeon, alternating processes:
- * 1536-3072 bytes ahead all gained (cross_entropy 4-10%, in place with grad 6-18%, more
- * at 2 threads); 4096 was 10-35% slower than 2048; prefetcht2 (into L2 only) made the
- * forward slower than no prefetch (1 thread, (2048, 32000): 22.5 against 21.8 ms). */
-#define FL_ONLINE_PREFETCH_BYTES 2048
-
-/* Where the stored exponentials of a row change their reference: e_j = exp(x_j - m_k)
- * for start[k] <= j < start[k + 1] (the last segment runs to the row's end). */
-typedef struct {
-    ptrdiff_t start[FL_ONLINE_MAX_SEGS];
-    double m[FL_ONLINE_MAX_SEGS];
-    int count;
-} fl_online_segs;
 #endif /* FL_CE_COMMON_DONE */
 
 /* ------------------------------------------------------------------ one row */
@@ -252,75 +216,6 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
     g[L->y * gs] = (FL_T)fl_ce_target_grad(a, L->gc, L->wy, n, ey, s);
 }
 
-/* ------------------------------------------------------------------ one row, one read */
-
-/* One read of a contiguous row that comes from memory: returns s = sum_j exp(x_j - m)
- * (in double) and m = max_j x_j in *m_out.  Block by block: the block's max; when it
- * raises the running max m, the sum so far is rescaled by exp(m_old - m_new); then the
- * block's exponentials relative to m while the block is in L1.  With g (which may be
- * x), e_j = exp(x_j - m) with the running m of its block is stored to g and seg records
- * the m of each stretch.  *xy = x[y], read on the way (g may overwrite it).
- * Past FL_ONLINE_MAX_SEGS raises (a row sorted upwards), the rest of the row's max is
- * taken at once, the stored stretch is brought to it, and no more raises can come.
- * NaN and -inf as the two passes give them: while m is still -inf (blocks of only -inf
- * and NaN) a block adds nothing and stores zeros, but a NaN in it is remembered; a row
- * with no finite max, or with such a NaN, gives s = NaN (its NaN elsewhere propagates
- * through the exp as usual). */
-static inline __attribute__((always_inline)) double
-FL_FN(row_online)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double *xy,
-                  FL_T *m_out, fl_online_segs *seg)
-{
-    FL_T chunk[FL_ONLINE_BLOCK];
-    FL_T m = -INFINITY;
-    double s = 0.0;
-    int nan_skipped = 0;
-    if (g) {
-        seg->start[0] = 0;
-        seg->m[0] = -INFINITY;
-        seg->count = 1;
-    }
-    /* blocks from the row's start, not from a 64-byte boundary: the result depends on
-     * where the raises fall, and must not depend on the array's address */
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_ONLINE_BLOCK) {
-        const ptrdiff_t len = n - j0 < FL_ONLINE_BLOCK ? n - j0 : FL_ONLINE_BLOCK;
-        /* the block FL_ONLINE_PREFETCH_BYTES ahead (past the row's end: the next row's
-         * start; a prefetch never faults) */
-        for (ptrdiff_t k = 0; k < FL_ONLINE_BLOCK * (ptrdiff_t)sizeof(FL_T); k += 64)
-            __builtin_prefetch((const char *)(x + j0) + FL_ONLINE_PREFETCH_BYTES + k, 0, 3);
-        const FL_T bm = FL_FN(row_max)(x + j0, len, 1);
-        if (y >= j0 && y < j0 + len) *xy = (double)x[y];   /* in L1, not yet overwritten */
-        if (__builtin_expect(bm > m, 0)) {
-            FL_T mn = bm;
-            if (g && seg->count == FL_ONLINE_MAX_SEGS) {   /* the last raise: see above */
-                const FL_T mr = FL_FN(row_max)(x + j0, n - j0, 1);
-                mn = mr > mn ? mr : mn;
-                for (int k = 0; k < seg->count; k++) {
-                    const ptrdiff_t e = k + 1 < seg->count ? seg->start[k + 1] : j0;
-                    const FL_T f = (FL_T)exp(seg->m[k] - (double)mn);
-#pragma omp simd
-                    for (ptrdiff_t j = seg->start[k]; j < e; j++) g[j] *= f;
-                }
-                seg->count = 1;
-                seg->m[0] = (double)mn;
-            } else if (g) {
-                if (seg->start[seg->count - 1] < j0) seg->start[seg->count++] = j0;
-                seg->m[seg->count - 1] = (double)mn;
-            }
-            s *= exp((double)m - (double)mn);   /* 0 while m is -inf */
-            m = mn;
-        }
-        if (__builtin_expect(m == -INFINITY, 0)) {
-            nan_skipped |= FL_FN(row_has_nan)(x + j0, len, 1);
-            if (g)
-                for (ptrdiff_t j = j0; j < j0 + len; j++) g[j] = (FL_T)0;
-            continue;
-        }
-        s += FL_FN(exp_shifted_sum)(x + j0, m, g ? g + j0 : chunk, len, NULL);
-    }
-    *m_out = m;
-    return m == -INFINITY || nan_skipped ? (double)NAN : s;
-}
-
 /* ce_row for long contiguous rows, index targets, no label smoothing: passes 1 and 2 in
  * one read (row_online), then with a gradient g_j = e_j * alpha * exp(m_k - m), with
  * the m_k of e_j's stretch (seg), and the target entry. */
@@ -368,8 +263,7 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
         if (loss_slot) *loss_slot = (FL_T)0;
         return 0.0;
     }
-    if (FL_ONLINE_ROWS && mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1)
-        && n * (ptrdiff_t)sizeof(FL_T) >= FL_ONLINE_MIN_ROW_BYTES)
+    if (mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1) && FL_FN(online_row_fits)(n))
         return FL_FN(ce_row_online)(x, g, loss_slot, n, a, L, grad);
     const double eps = a->label_smoothing;
     const FL_T m = FL_FN(row_max)(x, n, xs);

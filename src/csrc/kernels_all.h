@@ -157,7 +157,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_TILE_OUT_F32 fl_tile_out_avx512_f32
 #define FL_TILE_IN_F64 fl_tile_in_avx512_f64
 #define FL_TILE_OUT_F64 fl_tile_out_avx512_f64
-#define FL_ONLINE_ROWS 1   /* cross-entropy long rows read once (cross_entropy_impl.h) */
+#define FL_ONLINE_ROWS 1   /* long rows read once (softmax_impl.h) */
 #endif
 
 #define FL_T float

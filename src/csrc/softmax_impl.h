@@ -17,7 +17,9 @@
  *   rows     inner == 1, or the class axis is the most contiguous one: each lane is
  *            a row of n elements with class stride sa[1].
  *            Two or three passes over the row; the row stays in L1/L2 between
- *            passes, so memory sees it once.
+ *            passes, so memory sees it once.  Long contiguous rows in the AVX-512
+ *            build: one read of the row, block by block ("rows read once" below),
+ *            then the pass that writes the output.
  *   tiles    inner == 1, n <= FL_FLAT_MAX_N and packed rows: a loop along a row of
  *            10 never reaches its vector body, so blocks of rows are transposed
  *            into a small tile and processed by the columns kernels.
@@ -168,10 +170,212 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
     return s;
 }
 
+/* ------------------------------------------------------------------ rows read once */
+
+/* Long contiguous rows in the AVX-512 build are read from memory once (an online
+ * normalizer, Milakov & Gimelshein 2018): the row is cut into blocks of
+ * FL_ONLINE_BLOCK elements; each block's max is taken as it comes from memory and its
+ * exponentials right after, from L1, relative to the running max m.  When a block
+ * raises m, the sum so far is rescaled by exp(m_old - m_new) and the exponentials
+ * already stored (softmax, the cross-entropy gradient) keep the max of their stretch,
+ * to be brought to the final m by one factor per stretch in the pass that writes the
+ * output.  With two passes, the first streams the row from DRAM with nothing to
+ * overlap it and the second computes with DRAM idle; block by block, the exp of one
+ * block overlaps the loads of the next.  Used by softmax, log_softmax, logsumexp and
+ * the cross-entropy (cross_entropy_impl.h).  Intel Xeon, float32, 1 thread, medians
+ * of 3 alternating processes, two passes -> one read: (512, 128256) softmax out=
+ * (streamed) 49.6 -> 36.0 ms, log_softmax out= 43.1 -> 34.3, softmax fresh 86.3 ->
+ * 68.1, logsumexp 32.4 -> 20.8; (2048, 32000) softmax out= 36.2 -> 36.6 (the output's
+ * writes bound it), log_softmax out= 34.7 -> 32.4, softmax fresh 75.6 -> 66.3,
+ * log_softmax fresh 80.2 -> 72.3, logsumexp 28.5 -> 20.8. */
+#ifndef FL_ONLINE_COMMON_DONE
+#define FL_ONLINE_COMMON_DONE
+/* Blocks of 128 elements (512 bytes of float): measured at (2048, 32000) float32 on the
+ * Intel Xeon, 64 -> 0.40, 128 -> 0.36, 256 -> 0.38, 512 -> 0.39, 2048 -> 0.47 ns per
+ * element (two passes: 0.43).  A block must be in L1 for its exp; a smaller one pays the
+ * per-block reductions more often. */
+#define FL_ONLINE_BLOCK 128
+#ifndef FL_ONLINE_MIN_ROW_BYTES   /* rows this long or longer; -D to compare the two */
+#define FL_ONLINE_MIN_ROW_BYTES 16384 /* measured only on rows of 128 KiB and more */
+#endif
+/* Only the AVX-512 build reads rows once (kernels_all.h sets FL_ONLINE_ROWS): built for
+ * the AVX2 level, whose blocks run gcc's `omp simd` loops instead of the AVX-512 max and
+ * exp, one read measured 1.75x slower than two passes on the same Intel (cross_entropy
+ * (2048, 32000) 39.9 -> 69.7 ms, (512, 128256) 42.5 -> 70.0 ms, 1 thread; not
+ * profiled).  The other builds keep the two passes. */
+#ifndef FL_ONLINE_ROWS
+#define FL_ONLINE_ROWS 0
+#endif
+#define FL_ONLINE_MAX_SEGS 16
+/* Each block prefetches (into L1) the block this many bytes ahead: the hardware
+ * prefetchers alone left the core waiting on DRAM between blocks.  Measured at
+ * (2048, 32000) and (512, 128256) float32 on the Intel Xeon, alternating processes:
+ * 1536-3072 bytes ahead all gained (cross_entropy 4-10%, in place with grad 6-18%, more
+ * at 2 threads); 4096 was 10-35% slower than 2048; prefetcht2 (into L2 only) made the
+ * forward slower than no prefetch (1 thread, (2048, 32000): 22.5 against 21.8 ms). */
+#define FL_ONLINE_PREFETCH_BYTES 2048
+
+/* Where the stored exponentials of a row change their reference: e_j = exp(x_j - m_k)
+ * for start[k] <= j < start[k + 1] (the last segment runs to the row's end). */
+typedef struct {
+    ptrdiff_t start[FL_ONLINE_MAX_SEGS];
+    double m[FL_ONLINE_MAX_SEGS];
+    int count;
+} fl_online_segs;
+#endif /* FL_ONLINE_COMMON_DONE */
+
+/* The state of a row being read once: the running max, the sum relative to it, and
+ * whether a NaN went by while the max was still -inf. */
+typedef struct {
+    FL_T m;
+    double s;
+    int nan_skipped;
+} FL_FN(online_row);
+
+static inline __attribute__((always_inline)) void
+FL_FN(online_begin)(FL_FN(online_row) *st, const FL_T *g, fl_online_segs *seg)
+{
+    st->m = -INFINITY;
+    st->s = 0.0;
+    st->nan_skipped = 0;
+    if (g) {
+        seg->start[0] = 0;
+        seg->m[0] = -INFINITY;
+        seg->count = 1;
+    }
+}
+
+/* Blocks j0 .. j1 of a contiguous row x of n elements (j0 a multiple of
+ * FL_ONLINE_BLOCK, j1 one too or n), read once: block by block, the block's max; when
+ * it raises the running max m, the sum so far is rescaled by exp(m_old - m_new); then
+ * the block's exponentials relative to m while the block is in L1.  With g (which may
+ * be x), e_j = exp(x_j - m) with the running m of its block is stored to g and seg
+ * records the m of each stretch.  *xy = x[y] when y is in these blocks, read on the
+ * way (g may overwrite it; y < 0: none).
+ * Past FL_ONLINE_MAX_SEGS raises (a row sorted upwards), the rest of the row's max is
+ * taken at once, the stored stretch is brought to it, and no more raises can come.
+ * NaN and -inf as the two passes give them: while m is still -inf (blocks of only -inf
+ * and NaN) a block adds nothing and stores zeros, but a NaN in it is remembered
+ * (online_end turns it into s = NaN; a NaN elsewhere propagates through the exp). */
+static inline __attribute__((always_inline)) void
+FL_FN(online_blocks)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t j0, ptrdiff_t j1,
+                     ptrdiff_t y, double *xy, FL_FN(online_row) *st, fl_online_segs *seg)
+{
+    FL_T chunk[FL_ONLINE_BLOCK];
+    FL_T m = st->m;
+    double s = st->s;
+    int nan_skipped = st->nan_skipped;
+    /* blocks from the row's start, not from a 64-byte boundary: the result depends on
+     * where the raises fall, and must not depend on the array's address */
+    for (; j0 < j1; j0 += FL_ONLINE_BLOCK) {
+        const ptrdiff_t len = n - j0 < FL_ONLINE_BLOCK ? n - j0 : FL_ONLINE_BLOCK;
+        /* the block FL_ONLINE_PREFETCH_BYTES ahead (past the row's end: the next row's
+         * start; a prefetch never faults) */
+        for (ptrdiff_t k = 0; k < FL_ONLINE_BLOCK * (ptrdiff_t)sizeof(FL_T); k += 64)
+            __builtin_prefetch((const char *)(x + j0) + FL_ONLINE_PREFETCH_BYTES + k, 0, 3);
+        const FL_T bm = FL_FN(row_max)(x + j0, len, 1);
+        if (y >= j0 && y < j0 + len) *xy = (double)x[y];   /* in L1, not yet overwritten */
+        if (__builtin_expect(bm > m, 0)) {
+            FL_T mn = bm;
+            if (g && seg->count == FL_ONLINE_MAX_SEGS) {   /* the last raise: see above */
+                const FL_T mr = FL_FN(row_max)(x + j0, n - j0, 1);
+                mn = mr > mn ? mr : mn;
+                for (int k = 0; k < seg->count; k++) {
+                    const ptrdiff_t e = k + 1 < seg->count ? seg->start[k + 1] : j0;
+                    const FL_T f = (FL_T)exp(seg->m[k] - (double)mn);
+#pragma omp simd
+                    for (ptrdiff_t j = seg->start[k]; j < e; j++) g[j] *= f;
+                }
+                seg->count = 1;
+                seg->m[0] = (double)mn;
+            } else if (g) {
+                if (seg->start[seg->count - 1] < j0) seg->start[seg->count++] = j0;
+                seg->m[seg->count - 1] = (double)mn;
+            }
+            s *= exp((double)m - (double)mn);   /* 0 while m is -inf */
+            m = mn;
+        }
+        if (__builtin_expect(m == -INFINITY, 0)) {
+            nan_skipped |= FL_FN(row_has_nan)(x + j0, len, 1);
+            if (g)
+                for (ptrdiff_t j = j0; j < j0 + len; j++) g[j] = (FL_T)0;
+            continue;
+        }
+        s += FL_FN(exp_shifted_sum)(x + j0, m, g ? g + j0 : chunk, len, NULL);
+    }
+    st->m = m;
+    st->s = s;
+    st->nan_skipped = nan_skipped;
+}
+
+/* The finished row: s = sum_j exp(x_j - m), and m = max_j x_j in *m_out; s = NaN for a
+ * row with no finite max, or with a NaN read while the max was -inf. */
+static inline __attribute__((always_inline)) double
+FL_FN(online_end)(const FL_FN(online_row) *st, FL_T *m_out)
+{
+    *m_out = st->m;
+    return st->m == -INFINITY || st->nan_skipped ? (double)NAN : st->s;
+}
+
+/* A whole row read once (see online_blocks): returns s, with m in *m_out. */
+static inline __attribute__((always_inline)) double
+FL_FN(row_online)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double *xy,
+                  FL_T *m_out, fl_online_segs *seg)
+{
+    FL_FN(online_row) st;
+    FL_FN(online_begin)(&st, g, seg);
+    FL_FN(online_blocks)(x, g, n, 0, n, y, xy, &st, seg);
+    return FL_FN(online_end)(&st, m_out);
+}
+
+/* Whether a contiguous row of n elements is read once (see above). */
+static inline int FL_FN(online_row_fits)(ptrdiff_t n)
+{
+    return FL_ONLINE_ROWS && n * (ptrdiff_t)sizeof(FL_T) >= FL_ONLINE_MIN_ROW_BYTES;
+}
+
+/* The softmax factor of stretch k of a row read once with its exponentials stored:
+ * y_j = e_j * exp(m_k - m) / s.  One formula for the streamed and the plain output,
+ * so that the two give the same bits. */
+static inline __attribute__((always_inline)) FL_T
+FL_FN(online_factor)(const fl_online_segs *seg, int k, FL_T m, double s)
+{
+    return (FL_T)(exp(seg->m[k] - (double)m) / s);
+}
+
+/* softmax / log_softmax of a contiguous row read once, y contiguous (may be x). */
+static inline __attribute__((always_inline)) void
+FL_FN(row_softmax_online)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode)
+{
+    fl_online_segs seg;
+    FL_T m;
+    if (log_mode) {   /* y = (x - m) - log s, x read again from L2 */
+        /* the exponentials go to y when it is another row, only to fetch its lines for
+         * writing while the arithmetic runs (see row_softmax) */
+        const FL_T ls = (FL_T)log(FL_FN(row_online)(x, y != x ? y : NULL, n, -1, NULL, &m,
+                                                    &seg));
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            y[j] = (x[j] - m) - ls;
+        return;
+    }
+    const double s = FL_FN(row_online)(x, y, n, -1, NULL, &m, &seg);
+    for (int k = 0; k < seg.count; k++) {
+        const ptrdiff_t b = seg.start[k], e = k + 1 < seg.count ? seg.start[k + 1] : n;
+        const FL_T f = FL_FN(online_factor)(&seg, k, m, s);
+#pragma omp simd
+        for (ptrdiff_t j = b; j < e; j++) y[j] *= f;
+    }
+}
+
 static inline __attribute__((always_inline)) void
 FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t n, int log_mode,
                    const FL_T *pf)
 {
+    if (cs == 1 && ys == 1 && FL_FN(online_row_fits)(n)) {
+        FL_FN(row_softmax_online)(x, y, n, log_mode);
+        return;
+    }
     FL_T m = FL_FN(row_max)(x, n, cs);
     if (log_mode) {
         /* y = (x - m) - log(sum): subtracting m first keeps the result exact for the
@@ -223,6 +427,46 @@ FL_FN(stream_piece)(FL_T *y, const FL_T *src, ptrdiff_t b, ptrdiff_t e, FL_T m, 
         fl_stream_store(y + b, buf, len * (ptrdiff_t)sizeof(FL_T));
 }
 
+/* The row whose output rows_softmax_stream is writing, chunk by chunk, while the next
+ * row computes: its source (softmax: its exponentials in scratch; log_softmax: x), its
+ * max, and k per stretch (softmax: online_factor, or 1 / s for a row read in two
+ * passes, one stretch; log_softmax: log s, one stretch). */
+typedef struct {
+    const FL_T *src;
+    FL_T *y;
+    FL_T m;
+    fl_online_segs seg;
+    FL_T k[FL_ONLINE_MAX_SEGS];
+    ptrdiff_t pos, head;   /* written up to pos; the first piece ends at head */
+} FL_FN(pending_row);
+
+/* The pending row's output up to position `upto` (n: the rest), a piece of at most
+ * FL_SUM_CHUNK at a time.  A piece is cut where a stretch ends; a cut off a line
+ * boundary leaves by plain stores up to the next boundary. */
+static inline __attribute__((always_inline)) void
+FL_FN(pending_write)(FL_FN(pending_row) *p, ptrdiff_t upto, ptrdiff_t n, int log_mode,
+                     FL_T *buf)
+{
+    while (p->pos < n && p->pos < upto) {
+        const ptrdiff_t e = p->pos == 0 && p->head ? p->head
+                          : (n - p->pos < FL_SUM_CHUNK ? n : p->pos + FL_SUM_CHUNK);
+        for (int k = 0; k < p->seg.count; k++) {
+            const ptrdiff_t sb = p->seg.start[k] > p->pos ? p->seg.start[k] : p->pos;
+            const ptrdiff_t se = k + 1 < p->seg.count && p->seg.start[k + 1] < e
+                               ? p->seg.start[k + 1] : e;
+            if (sb >= se)
+                continue;
+            const ptrdiff_t h = sb == p->pos ? sb
+                              : sb + fl_head_to_line(p->y + sb, sizeof(FL_T), se - sb);
+            if (h > sb)
+                FL_FN(stream_piece)(p->y, p->src, sb, h, p->m, p->k[k], log_mode, buf);
+            if (se > h)
+                FL_FN(stream_piece)(p->y, p->src, h, se, p->m, p->k[k], log_mode, buf);
+        }
+        p->pos = e;
+    }
+}
+
 /* softmax / log_softmax of nrows contiguous rows (row r at x + r * xstride) whose
  * output is streamed (fl_stream_output): y is written once, by streaming stores, and
  * never read back.  Software-pipelined: while row r's exp pass runs, row r - 1's
@@ -230,50 +474,55 @@ FL_FN(stream_piece)(FL_T *y, const FL_T *src, ptrdiff_t b, ptrdiff_t e, FL_T m, 
  * each row, they left the core waiting on the stores).  softmax keeps the
  * exponentials of rows r - 1 and r in the two halves of scratch (2n elements, L2/L3-
  * resident); log_softmax recomputes (x - m) - log s from row r - 1 of x, still in
- * cache.  Rows streamed are long rows (fl_stream_output), so row r + 1 is prefetched
- * during row r's exp pass (fl_prefetch_next). */
+ * cache.  Rows long enough are read once (online_blocks; the block prefetch runs into
+ * the next row); the others in two passes, with row r + 1 prefetched during row r's
+ * exp pass (fl_prefetch_next). */
 static void
 FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t ystride,
                            ptrdiff_t n, ptrdiff_t nrows, int log_mode, FL_T *scratch)
 {
     FL_T buf[FL_SUM_CHUNK] __attribute__((aligned(64)));
     FL_T chunk[FL_SUM_CHUNK];
-    /* the pending row: finished, its output not yet (fully) written */
-    const FL_T *p_src = NULL;
-    FL_T *p_y = NULL;
-    FL_T p_m = 0, p_k = 0;
-    ptrdiff_t p_pos = n, p_head = 0;
+    const int once = FL_FN(online_row_fits)(n);
+    FL_FN(pending_row) p = {0};
+    p.pos = n;   /* none yet */
     for (ptrdiff_t r = 0; r < nrows; r++) {
         const FL_T *xr = x + r * xstride;
         FL_T *er = log_mode ? NULL : scratch + (r & 1) * n;
-        const FL_T *pf = r + 1 < nrows ? xr + xstride : NULL;
-        const FL_T m = FL_FN(row_max)(xr, n, 1);
+        const FL_T *pf = r + 1 < nrows && !once ? xr + xstride : NULL;
+        FL_FN(online_row) st;
+        fl_online_segs seg;
+        FL_T m = 0;
         double s = 0.0;
+        FL_FN(online_begin)(&st, er, &seg);
+        if (!once)
+            m = FL_FN(row_max)(xr, n, 1);
         for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_SUM_CHUNK) {
             const ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
-            FL_T *ec = log_mode ? chunk : er + j0;
-            s += FL_FN(exp_shifted_sum)(xr + j0, m, ec, len, pf ? pf + j0 : NULL);
-            /* the pending row's output up to the same position */
-            while (p_pos < n && p_pos < j0 + len) {
-                const ptrdiff_t e = p_pos == 0 && p_head ? p_head
-                                  : (n - p_pos < FL_SUM_CHUNK ? n : p_pos + FL_SUM_CHUNK);
-                FL_FN(stream_piece)(p_y, p_src, p_pos, e, p_m, p_k, log_mode, buf);
-                p_pos = e;
-            }
+            if (once)
+                FL_FN(online_blocks)(xr, er, n, j0, j0 + len, -1, NULL, &st, &seg);
+            else
+                s += FL_FN(exp_shifted_sum)(xr + j0, m, log_mode ? chunk : er + j0, len,
+                                            pf ? pf + j0 : NULL);
+            FL_FN(pending_write)(&p, j0 + len, n, log_mode, buf);   /* up to here */
         }
-        p_src = log_mode ? xr : er;
-        p_y = y + r * ystride;
-        p_m = m;
-        p_k = log_mode ? (FL_T)log(s) : (FL_T)(1.0 / s);
-        p_pos = 0;
-        p_head = fl_head_to_line(p_y, sizeof(FL_T), n);
+        if (once)
+            s = FL_FN(online_end)(&st, &m);
+        p.src = log_mode ? xr : er;
+        p.y = y + r * ystride;
+        p.m = m;
+        if (once && !log_mode) {
+            p.seg = seg;
+            for (int k = 0; k < seg.count; k++) p.k[k] = FL_FN(online_factor)(&seg, k, m, s);
+        } else {
+            p.seg.start[0] = 0;
+            p.seg.count = 1;
+            p.k[0] = log_mode ? (FL_T)log(s) : (FL_T)(1.0 / s);
+        }
+        p.pos = 0;
+        p.head = fl_head_to_line(p.y, sizeof(FL_T), n);
     }
-    while (p_pos < n) {       /* the last row */
-        const ptrdiff_t e = p_pos == 0 && p_head ? p_head
-                          : (n - p_pos < FL_SUM_CHUNK ? n : p_pos + FL_SUM_CHUNK);
-        FL_FN(stream_piece)(p_y, p_src, p_pos, e, p_m, p_k, log_mode, buf);
-        p_pos = e;
-    }
+    FL_FN(pending_write)(&p, n, n, log_mode, buf);   /* the last row */
     fl_stream_fence();
 }
 
@@ -472,10 +721,18 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
 static inline __attribute__((always_inline)) FL_T
 FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf)
 {
-    FL_T m = FL_FN(row_max)(x, n, cs);
+    const int once = cs == 1 && FL_FN(online_row_fits)(n);
+    FL_T m;
+    double s = 0.0;
+    if (once)
+        s = FL_FN(row_online)(x, NULL, n, -1, NULL, &m, NULL);
+    else
+        m = FL_FN(row_max)(x, n, cs);
     if (m == INFINITY || m == -INFINITY)     /* also n == 0: the empty sum's log is -inf */
         return FL_FN(row_has_nan)(x, n, cs) ? (FL_T)NAN : m;
-    return (FL_T)((double)m + log(FL_FN(row_sumexp)(x, n, cs, m, pf)));
+    if (!once)
+        s = FL_FN(row_sumexp)(x, n, cs, m, pf);
+    return (FL_T)((double)m + log(s));
 }
 
 static void
