@@ -1,10 +1,26 @@
 # Softmax family: softmax / log_softmax, logsumexp and the two backward passes.
 # Every array arrives as an (outer, n, inner) view; `lanes` = outer * inner rows.
 
+cdef bint view_is_fresh(floating[:, :, :] out) noexcept nogil:
+    """fl_output_is_fresh over the bytes the (non-empty) view spans."""
+    cdef char *lo = <char *>&out[0, 0, 0]
+    cdef Py_ssize_t span = sizeof(floating), step
+    cdef int k
+    for k in range(3):
+        step = (out.shape[k] - 1) * out.strides[k]
+        if step < 0:
+            lo += step
+            span -= step
+        else:
+            span += step
+    return fl_output_is_fresh(lo, <size_t>span)
+
+
 def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint log_mode, int n_threads,
             bint fresh_out=False):
     """out = softmax(x) (or log_softmax) along axis 1 of the 3-D views; fresh_out: out
-    was just allocated (see fl_stream_output)."""
+    was just allocated, and is not streamed into if its pages are fresh too (see
+    fl_output_is_fresh, fl_stream_output)."""
     cdef fl_view3 v
     cdef Py_ssize_t lanes = x.shape[0] * x.shape[2], begin, end
     cdef int t, nt
@@ -13,7 +29,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint log_mode, int
     v.outer, v.n, v.inner = x.shape[0], x.shape[1], x.shape[2]
     set_strides(v.sa, x.strides, sizeof(floating), 3)
     set_strides(v.so, out.strides, sizeof(floating), 3)
-    v.fresh_out = fresh_out
+    v.fresh_out = fresh_out and view_is_fresh(out)
     nt = threads_for(lanes, lanes * v.n, n_threads)
     with nogil:
         if nt == 1:

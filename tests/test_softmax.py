@@ -3,7 +3,9 @@ axes, dtypes and memory layouts; the contract's numerics; out=; bad input;
 backward passes against finite differences; threads and SIMD levels."""
 import itertools
 import math
+import mmap
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -565,6 +567,22 @@ def test_streamed_large_outputs(simd_level, threads, name, n_threads):
     y = x.copy()
     assert fn(y, axis=-1, out=y) is y
     np.testing.assert_array_equal(y, whole)   # in place == out of place, bitwise
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore: Linux only")
+def test_fresh_output_pages():
+    """A fresh output over 24 MiB is streamed into only when its pages are already there
+    (the allocator reused memory): fl_output_is_fresh asks mincore.  Memory just mapped
+    has no pages until it is written; below 24 MiB it is never asked (fresh)."""
+    kernels = pytest.importorskip("fastloss._lib.kernels")
+    mapped = mmap.mmap(-1, 32 << 20)
+    buf = np.frombuffer(mapped, dtype=np.int8)
+    assert kernels.output_is_fresh(buf)
+    buf[::4096] = 1                          # every page touched
+    assert not kernels.output_is_fresh(buf)
+    assert kernels.output_is_fresh(buf[: 16 << 20])
+    del buf
+    mapped.close()
 
 
 # Rows of 16 KiB and more are read once in the AVX-512 build (online_blocks in

@@ -29,7 +29,7 @@ typedef struct {
     ptrdiff_t sa[3];   /* strides of the first input  (x, or grad in backward) */
     ptrdiff_t sb[3];   /* strides of the second input (y in backward; unused otherwise) */
     ptrdiff_t so[3];   /* strides of the output (logsumexp: so[1] unused) */
-    int fresh_out;     /* the output was just allocated: never streamed (kernels_all.h) */
+    int fresh_out;     /* the output is on new pages: never streamed (fl_output_is_fresh) */
 } fl_view3;
 
 /* log_mode: 0 = softmax, 1 = log_softmax */
@@ -194,6 +194,20 @@ ptrdiff_t fl_long_row_default(void);
  * and reused by its later calls (grown when too small); NULL if it cannot be had.
  * Only for the bounded scratch of the streaming softmax (FL_STREAM_MAX_ROW_BYTES). */
 void *fl_thread_scratch(size_t bytes);
+
+/* Outputs at least this large may be written with streaming stores (fl_stream_output
+ * in kernels_all.h): 3/4 of a 32 MiB L3 (this machine's; glibc's memcpy switches to
+ * streaming stores at the same fraction).  Not read from sysconf: on these VMs it
+ * reports the whole socket's 320 MB, while one core sees 32 MiB. */
+#define FL_STREAM_MIN_BYTES ((ptrdiff_t)24 << 20)
+
+/* Whether a just-allocated output [p, p + bytes) is fresh memory, which must not be
+ * streamed into: 0 when its pages are already there (sampled: the first, middle and
+ * last page, by Linux' mincore), i.e. when the allocator took it from memory it had
+ * used before (glibc reuses freed blocks below 32 MiB); 1 when it has just been mapped
+ * (the OS zeroes each page through the cache when the kernel first writes it), on
+ * other systems, and below FL_STREAM_MIN_BYTES (never streamed: no need to ask). */
+int fl_output_is_fresh(const void *p, size_t bytes);
 
 /* Sum of n doubles (the benchmark's read-bandwidth yardstick). */
 double fl_sum_f64(const double *p, ptrdiff_t n);

@@ -81,10 +81,6 @@ static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le,
 #else
 #define FL_HAVE_STREAM 0
 #endif
-/* 3/4 of a 32 MiB L3 (this machine's; glibc's memcpy switches to streaming stores at
- * the same fraction).  Not read from sysconf: on these VMs it reports the whole
- * socket's 320 MB, while one core sees 32 MiB. */
-#define FL_STREAM_MIN_BYTES ((ptrdiff_t)24 << 20)
 #define FL_STREAM_MAX_ROW_BYTES ((ptrdiff_t)4 << 20)   /* softmax scratch: L2/L3-resident */
 
 /* Copy `bytes` from src to dst, which is 64-byte aligned, with streaming stores for
@@ -127,10 +123,11 @@ static inline ptrdiff_t fl_head_to_line(const void *p, size_t esize, ptrdiff_t n
 }
 
 /* Whether a softmax-like kernel writing the view's output should stream it.  Not into
- * a freshly allocated output: the OS has just zeroed its pages through the cache, so
- * plain stores hit cached lines while streaming stores must first evict them (Intel
- * Xeon, float32 (2048, 32000) softmax fresh, 1 thread: 75 ms plain, 90 streamed;
- * float64 (8192, 1000): 17.4 vs 24 ms). */
+ * a freshly allocated output on new pages (fl_output_is_fresh): the OS zeroes each
+ * page through the cache as it is first written, so plain stores hit cached lines
+ * while streaming stores must first evict them (Intel Xeon, float32 (2048, 32000)
+ * softmax fresh, 1 thread: 75 ms plain, 90 streamed; float64 (8192, 1000): 17.4 vs 24
+ * ms).  A fresh output on pages the allocator used before is streamed like out=. */
 static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 {
     return FL_HAVE_STREAM && !v->fresh_out
