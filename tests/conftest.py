@@ -92,6 +92,25 @@ def layouts(x):
     yield "readonly", ro
 
 
+def rows_read_once(dtype, rng):
+    """Rows of 16 KiB and a ragged last block (read once in the AVX-512 build: blocks
+    of 128 classes and a running max, src/csrc/softmax_impl.h) that raise the running
+    max in a few blocks, in every block (sorted upwards: more raises than the stretches
+    kept, so the rest of the row's max is taken at once), in 10 steps, far apart
+    (exp(m_k - m) tiny), or only after blocks of -inf (the last row, whose first
+    finite class is 302)."""
+    n = 4099 if dtype == np.float32 else 2053
+    rows = [rng.standard_normal(n) * 4,
+            np.sort(rng.standard_normal(n) * 4),
+            np.repeat(np.arange(10.0), -(-n // 10))[:n],
+            np.linspace(-50, 50, n)]
+    masked = rng.standard_normal(n) * 4
+    masked[:300] = -np.inf
+    masked[::7] = -np.inf
+    rows.append(masked)
+    return np.array(rows).astype(dtype)
+
+
 def nasty_rows(dtype, n_classes=6):
     """Rows that exercise the contract's numerics, one kind per row:
     ordinary, huge (1e30 / float max), masked (-inf), NaN, all equal, tiny."""

@@ -22,7 +22,7 @@ import pytest
 
 import fastloss
 from fastloss import fallback
-from conftest import assert_close, layouts, tolerance
+from conftest import assert_close, layouts, rows_read_once, tolerance
 
 FLOATS = [np.float32, np.float64]
 REDUCTIONS = ["mean", "sum", "none"]
@@ -486,16 +486,8 @@ def test_long_rows_in_one_read(simd_level, dtype):
     at once), or only after blocks of -inf, and for the NaN and -inf rules of the
     two-pass rows."""
     rng = np.random.default_rng(31)
-    n = 4099 if dtype == np.float32 else 2053   # 16 KiB and a ragged last block
-    rows = [rng.standard_normal(n) * 4,                    # raises in the first blocks
-            np.sort(rng.standard_normal(n) * 4),           # a raise in every block
-            np.repeat(np.arange(10.0), -(-n // 10))[:n],   # 10 stretches, steps of 1
-            np.linspace(-50, 50, n)]                       # far apart: exp(m_k - m) tiny
-    masked = rng.standard_normal(n) * 4
-    masked[:300] = -np.inf                                 # blocks of only -inf first
-    masked[::7] = -np.inf
-    rows.append(masked)
-    x = np.array(rows).astype(dtype)
+    x = rows_read_once(dtype, rng)
+    n = x.shape[1]
     target = np.array([0, n - 1, n // 2, 1, 302])          # first, last, middle; 302: the
                                                            # first finite class of `masked`
     for xin in (x, _unaligned(x)):

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastloss
 from fastloss import fallback
-from conftest import assert_close, layouts, nasty_rows, tolerance
+from conftest import assert_close, layouts, nasty_rows, rows_read_once, tolerance
 
 FLOATS = [np.float32, np.float64]
 
@@ -590,21 +590,6 @@ def test_fresh_output_pages():
 # rescaled at each raise, and the stored exponentials of each stretch brought to the
 # final max by one factor per stretch when the output is written.  The other levels
 # check the same rows in two passes.
-def _rows_read_once(dtype, rng):
-    """Rows that raise the running max in a few blocks, in every block (sorted upwards:
-    more raises than the stretches kept, so the rest of the row's max is taken at
-    once), in 10 steps, far apart (exp(m_k - m) tiny), or only after blocks of -inf."""
-    n = 4099 if dtype == np.float32 else 2053   # 16 KiB and a ragged last block
-    masked = rng.standard_normal(n) * 4
-    masked[:300] = -np.inf
-    masked[::7] = -np.inf
-    return np.array([rng.standard_normal(n) * 4,
-                     np.sort(rng.standard_normal(n) * 4),
-                     np.repeat(np.arange(10.0), -(-n // 10))[:n],
-                     np.linspace(-50, 50, n),
-                     masked]).astype(dtype)
-
-
 def _check_rows(name, got, x, dtype):
     expected = as64((ref_softmax if name == "softmax" else ref_log_softmax)(x, (1,)))
     finite = np.isfinite(expected)
@@ -618,7 +603,7 @@ def test_long_rows_in_one_read(simd_level, dtype):
     reference; out= and in place give the same bits as a fresh output; the NaN and
     -inf rules of the two-pass rows."""
     rng = np.random.default_rng(33)
-    x = _rows_read_once(dtype, rng)
+    x = rows_read_once(dtype, rng)
     for name in ("softmax", "log_softmax"):
         fn = getattr(fastloss, name)
         got = fn(x)
@@ -651,7 +636,7 @@ def test_long_rows_in_one_read_streamed(simd_level, dtype):
     starting off a cache line, so the cuts fall off line boundaries): the same bits
     as a fresh (not streamed) output, and the reference on the planted rows."""
     rng = np.random.default_rng(34)
-    rows = _rows_read_once(dtype, rng)
+    rows = rows_read_once(dtype, rng)
     n = rows.shape[1]
     x = rng.standard_normal(((25 << 20) // (n * np.dtype(dtype).itemsize) + 1, n)).astype(dtype)
     planted = [0, 1, 2, len(x) // 2, len(x) - 1]
