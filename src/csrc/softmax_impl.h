@@ -101,6 +101,17 @@ FL_FN(exp_shifted)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf
     }
 }
 
+/* Whether max_j x_j > m over a contiguous stretch (NaN ignored, as in row_max) */
+static inline __attribute__((always_inline)) int
+FL_FN(max_exceeds)(const FL_T *x, ptrdiff_t n, FL_T m)
+{
+#ifdef FL_MAX_EXCEEDS_VEC   /* AVX-512: fl_math_avx512.h */
+    return FL_MAX_EXCEEDS_VEC(x, n, m);
+#else
+    return FL_FN(row_max)(x, n, 1) > m;
+#endif
+}
+
 /* e_j = exp(x_j - m) as exp_shifted; returns sum_j e_j (in double) */
 static inline __attribute__((always_inline)) double
 FL_FN(exp_shifted_sum)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf)
@@ -213,7 +224,9 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
  * 1536-3072 bytes ahead all gained (cross_entropy 4-10%, in place with grad 6-18%, more
  * at 2 threads); 4096 was 10-35% slower than 2048; prefetcht2 (into L2 only) made the
  * forward slower than no prefetch (1 thread, (2048, 32000): 22.5 against 21.8 ms). */
+#ifndef FL_ONLINE_PREFETCH_BYTES
 #define FL_ONLINE_PREFETCH_BYTES 2048
+#endif
 
 /* Where the stored exponentials of a row change their reference: e_j = exp(x_j - m_k)
  * for start[k] <= j < start[k + 1] (the last segment runs to the row's end). */
@@ -273,10 +286,10 @@ FL_FN(online_blocks)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t j0, ptrdiff_
          * start; a prefetch never faults) */
         for (ptrdiff_t k = 0; k < FL_ONLINE_BLOCK * (ptrdiff_t)sizeof(FL_T); k += 64)
             __builtin_prefetch((const char *)(x + j0) + FL_ONLINE_PREFETCH_BYTES + k, 0, 3);
-        const FL_T bm = FL_FN(row_max)(x + j0, len, 1);
+        const int raises = FL_FN(max_exceeds)(x + j0, len, m);
         if (y >= j0 && y < j0 + len) *xy = (double)x[y];   /* in L1, not yet overwritten */
-        if (__builtin_expect(bm > m, 0)) {
-            FL_T mn = bm;
+        if (__builtin_expect(raises, 0)) {
+            FL_T mn = FL_FN(row_max)(x + j0, len, 1);   /* again, from L1 */
             if (g && seg->count == FL_ONLINE_MAX_SEGS) {   /* the last raise: see above */
                 const FL_T mr = FL_FN(row_max)(x + j0, n - j0, 1);
                 mn = mr > mn ? mr : mn;
