@@ -226,7 +226,8 @@ FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
     fl_online_segs seg;
     FL_T m;
     double xy = 0.0;   /* set by row_online: 0 <= y < n for an active lane */
-    const double s = FL_FN(row_online)(x, grad ? g : NULL, n, L->y, &xy, &m, &seg);
+    const double s = grad ? FL_FN(row_online_store)(x, g, n, L->y, &xy, &m, &seg)
+                          : FL_FN(row_online_sum)(x, n, L->y, &xy, &m);
     double l = 0.0;
     if (a->want_loss) {
         l = fl_ce_row_loss(a, L->wy, L->sw, n, FL_CE_PLAIN, log(s), xy - (double)m, 0.0, 0.0);

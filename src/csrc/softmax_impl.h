@@ -341,6 +341,24 @@ FL_FN(row_online)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double *xy,
     return FL_FN(online_end)(&st, m_out);
 }
 
+/* row_online as a function of its own, without and with the stored exponentials, for
+ * every caller.  Inlined into the cross-entropy's lanes (one large function holding
+ * every mode), its block loop kept the running max and sum on the stack: C harness,
+ * Intel Xeon, (2048, 32000) float32 cross_entropy 0.291-0.297 -> 0.278-0.281 ns per
+ * element, 0.218 -> 0.210 from L2 (one call per row: nothing measurable). */
+static __attribute__((noinline)) double
+FL_FN(row_online_sum)(const FL_T *x, ptrdiff_t n, ptrdiff_t y, double *xy, FL_T *m_out)
+{
+    return FL_FN(row_online)(x, NULL, n, y, xy, m_out, NULL);
+}
+
+static __attribute__((noinline)) double
+FL_FN(row_online_store)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double *xy,
+                        FL_T *m_out, fl_online_segs *seg)
+{
+    return FL_FN(row_online)(x, g, n, y, xy, m_out, seg);
+}
+
 /* Whether a contiguous row of n elements is read once (see above). */
 static inline int FL_FN(online_row_fits)(ptrdiff_t n)
 {
@@ -365,14 +383,14 @@ FL_FN(row_softmax_online)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode)
     if (log_mode) {   /* y = (x - m) - log s, x read again from L2 */
         /* the exponentials go to y when it is another row, only to fetch its lines for
          * writing while the arithmetic runs (see row_softmax) */
-        const FL_T ls = (FL_T)log(FL_FN(row_online)(x, y != x ? y : NULL, n, -1, NULL, &m,
-                                                    &seg));
+        const FL_T ls = (FL_T)log(y != x ? FL_FN(row_online_store)(x, y, n, -1, NULL, &m, &seg)
+                                         : FL_FN(row_online_sum)(x, n, -1, NULL, &m));
 #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++)
             y[j] = (x[j] - m) - ls;
         return;
     }
-    const double s = FL_FN(row_online)(x, y, n, -1, NULL, &m, &seg);
+    const double s = FL_FN(row_online_store)(x, y, n, -1, NULL, &m, &seg);
     for (int k = 0; k < seg.count; k++) {
         const ptrdiff_t b = seg.start[k], e = k + 1 < seg.count ? seg.start[k + 1] : n;
         const FL_T f = FL_FN(online_factor)(&seg, k, m, s);
@@ -738,7 +756,7 @@ FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf)
     FL_T m;
     double s = 0.0;
     if (once)
-        s = FL_FN(row_online)(x, NULL, n, -1, NULL, &m, NULL);
+        s = FL_FN(row_online_sum)(x, n, -1, NULL, &m);
     else
         m = FL_FN(row_max)(x, n, cs);
     if (m == INFINITY || m == -INFINITY)     /* also n == 0: the empty sum's log is -inf */
