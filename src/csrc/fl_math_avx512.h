@@ -131,11 +131,11 @@ fl_exp_shifted_sum_avx512_f64(const double *x, double m, double *e, ptrdiff_t le
     return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
 
-/* max_j x[j] over a contiguous row, ignoring NaN like `v > m ? v : m` (vmaxps returns
- * its second operand when either is NaN, and the accumulator is the second), -inf for
- * an empty row.  Four independent accumulators: with one, the loop runs at the latency
- * of a dependent vmaxps chain instead of the load rate. */
-static inline __attribute__((always_inline)) float fl_max_avx512_f32(const float *x, ptrdiff_t n)
+/* The lanes' maxima of a contiguous row, ignoring NaN like `v > m ? v : m` (vmaxps
+ * returns its second operand when either is NaN, and the accumulator is the second),
+ * all -inf for an empty row.  Four independent accumulators: with one, the loop runs
+ * at the latency of a dependent vmaxps chain instead of the load rate. */
+static inline __attribute__((always_inline)) __m512 fl_lane_max_avx512_f32(const float *x, ptrdiff_t n)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
@@ -152,10 +152,10 @@ static inline __attribute__((always_inline)) float fl_max_avx512_f32(const float
         const __mmask16 k = (__mmask16)((1u << (n - j)) - 1u);
         m1 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k, x + j), m1);
     }
-    return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+    return _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
 }
 
-static inline __attribute__((always_inline)) double fl_max_avx512_f64(const double *x, ptrdiff_t n)
+static inline __attribute__((always_inline)) __m512d fl_lane_max_avx512_f64(const double *x, ptrdiff_t n)
 {
     const __m512d ninf = _mm512_set1_pd(-INFINITY);
     __m512d m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
@@ -172,56 +172,35 @@ static inline __attribute__((always_inline)) double fl_max_avx512_f64(const doub
         const __mmask8 k = (__mmask8)((1u << (n - j)) - 1u);
         m1 = _mm512_max_pd(_mm512_mask_loadu_pd(ninf, k, x + j), m1);
     }
-    return _mm512_reduce_max_pd(_mm512_max_pd(_mm512_max_pd(m0, m1), _mm512_max_pd(m2, m3)));
+    return _mm512_max_pd(_mm512_max_pd(m0, m1), _mm512_max_pd(m2, m3));
 }
 
-/* Whether any x[j] > m, j < n (NaN never counts, as in fl_max_avx512_*): the online
- * rows' test of a block against the running max.  The lanes' maxima are compared with m
- * at once (one vcmpps and a mask test) instead of being reduced to a scalar first,
- * which cost about 7 more vector operations per block; the block's max itself is only
- * needed when it raises m, which is rare. */
+/* max_j x[j] over a contiguous row (NaN ignored; -inf for an empty row) */
+static inline __attribute__((always_inline)) float fl_max_avx512_f32(const float *x, ptrdiff_t n)
+{
+    return _mm512_reduce_max_ps(fl_lane_max_avx512_f32(x, n));
+}
+
+static inline __attribute__((always_inline)) double fl_max_avx512_f64(const double *x, ptrdiff_t n)
+{
+    return _mm512_reduce_max_pd(fl_lane_max_avx512_f64(x, n));
+}
+
+/* Whether any x[j] > m, j < n (NaN never counts): the online rows' test of a block
+ * against the running max.  The lanes' maxima are compared with m at once (one vcmpps
+ * and a mask test) instead of being reduced to a scalar first, which cost about 7 more
+ * vector operations per block; the block's max itself is only needed when it raises
+ * m, which is rare. */
 static inline __attribute__((always_inline)) int
 fl_max_exceeds_avx512_f32(const float *x, ptrdiff_t n, float m)
 {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
-    ptrdiff_t j = 0;
-    for (; j + 64 <= n; j += 64) {
-        m0 = _mm512_max_ps(_mm512_loadu_ps(x + j), m0);
-        m1 = _mm512_max_ps(_mm512_loadu_ps(x + j + 16), m1);
-        m2 = _mm512_max_ps(_mm512_loadu_ps(x + j + 32), m2);
-        m3 = _mm512_max_ps(_mm512_loadu_ps(x + j + 48), m3);
-    }
-    for (; j + 16 <= n; j += 16)
-        m0 = _mm512_max_ps(_mm512_loadu_ps(x + j), m0);
-    if (j < n) {
-        const __mmask16 k = (__mmask16)((1u << (n - j)) - 1u);
-        m1 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k, x + j), m1);
-    }
-    const __m512 v = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
-    return _mm512_cmp_ps_mask(v, _mm512_set1_ps(m), _CMP_GT_OQ) != 0;
+    return _mm512_cmp_ps_mask(fl_lane_max_avx512_f32(x, n), _mm512_set1_ps(m), _CMP_GT_OQ) != 0;
 }
 
 static inline __attribute__((always_inline)) int
 fl_max_exceeds_avx512_f64(const double *x, ptrdiff_t n, double m)
 {
-    const __m512d ninf = _mm512_set1_pd(-INFINITY);
-    __m512d m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
-    ptrdiff_t j = 0;
-    for (; j + 32 <= n; j += 32) {
-        m0 = _mm512_max_pd(_mm512_loadu_pd(x + j), m0);
-        m1 = _mm512_max_pd(_mm512_loadu_pd(x + j + 8), m1);
-        m2 = _mm512_max_pd(_mm512_loadu_pd(x + j + 16), m2);
-        m3 = _mm512_max_pd(_mm512_loadu_pd(x + j + 24), m3);
-    }
-    for (; j + 8 <= n; j += 8)
-        m0 = _mm512_max_pd(_mm512_loadu_pd(x + j), m0);
-    if (j < n) {
-        const __mmask8 k = (__mmask8)((1u << (n - j)) - 1u);
-        m1 = _mm512_max_pd(_mm512_mask_loadu_pd(ninf, k, x + j), m1);
-    }
-    const __m512d v = _mm512_max_pd(_mm512_max_pd(m0, m1), _mm512_max_pd(m2, m3));
-    return _mm512_cmp_pd_mask(v, _mm512_set1_pd(m), _CMP_GT_OQ) != 0;
+    return _mm512_cmp_pd_mask(fl_lane_max_avx512_f64(x, n), _mm512_set1_pd(m), _CMP_GT_OQ) != 0;
 }
 
 /* sum_j (double)e[j] over contiguous floats: each half-vector widened straight from
