@@ -218,15 +218,18 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
 
 /* ce_row for long contiguous rows, index targets, no label smoothing: passes 1 and 2 in
  * one read (row_online), then with a gradient g_j = e_j * alpha * exp(m_k - m), with
- * the m_k of e_j's stretch (seg), and the target entry. */
+ * the m_k of e_j's stretch (seg), and the target entry: left pending (pending_scale in
+ * softmax_impl.h), done during the next row's read or by the rows loop's
+ * pending_finish. */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
-                     const fl_ce_args *a, const fl_ce_lane *L, const int grad)
+                     const fl_ce_args *a, const fl_ce_lane *L, const int grad,
+                     FL_FN(pending_scale) *pend)
 {
     fl_online_segs seg;
     FL_T m;
     double xy = 0.0;   /* set by row_online: 0 <= y < n for an active lane */
-    const double s = grad ? FL_FN(row_online_store)(x, g, n, L->y, &xy, &m, &seg)
+    const double s = grad ? FL_FN(row_online_store)(x, g, n, L->y, &xy, &m, &seg, pend)
                           : FL_FN(row_online_sum)(x, n, L->y, &xy, &m);
     double l = 0.0;
     if (a->want_loss) {
@@ -234,17 +237,10 @@ FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
         if (loss_slot) *loss_slot = (FL_T)l;
     }
     if (grad) {
-        const double alpha = L->gc * L->wy / s;
-        double ey = 0.0;
-        for (int k = 0; k < seg.count; k++) {
-            const ptrdiff_t b = seg.start[k], e = k + 1 < seg.count ? seg.start[k + 1] : n;
-            const double rescale = exp(seg.m[k] - (double)m);
-            if (L->y >= b && L->y < e) ey = (double)g[L->y] * rescale;
-            const FL_T f = (FL_T)(alpha * rescale);
-#pragma omp simd
-            for (ptrdiff_t j = b; j < e; j++) g[j] *= f;
-        }
-        g[L->y] = (FL_T)fl_ce_target_grad(a, L->gc, L->wy, n, ey, s);
+        const double ey = FL_FN(pending_begin)(pend, g, n, &seg, m, L->gc * L->wy / s, 1.0,
+                                               L->y);
+        pend->fix_j = L->y;
+        pend->fix_v = (FL_T)fl_ce_target_grad(a, L->gc, L->wy, n, ey, s);
     }
     return l;
 }
@@ -254,7 +250,8 @@ FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g, ptrdiff_t gs,
               FL_T *loss_slot, ptrdiff_t n, const fl_ce_args *a, const fl_ce_lane *L,
-              const FL_T *pf, const int mode, const int has_w, const int grad)
+              const FL_T *pf, FL_FN(pending_scale) *pend, const int mode, const int has_w,
+              const int grad)
 {
     if (!L->active) {
         if (grad) {
@@ -265,7 +262,7 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
         return 0.0;
     }
     if (mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1) && FL_FN(online_row_fits)(n))
-        return FL_FN(ce_row_online)(x, g, loss_slot, n, a, L, grad);
+        return FL_FN(ce_row_online)(x, g, loss_slot, n, a, L, grad, pend);
     const double eps = a->label_smoothing;
     const FL_T m = FL_FN(row_max)(x, n, xs);
     /* d_y is read before pass 2, which may overwrite x (in place) */
@@ -468,6 +465,8 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
         return FL_FN(ce_flat)(x, q, g, loss, v, a, lb, le, mode, has_w, grad);
     if (fl_rows_layout(v)) {
         const int unit = v->sa[1] == 1 && (!grad || v->so[1] == 1) && (!soft || v->sb[1] == 1);
+        FL_FN(pending_scale) pend;
+        pend.n = pend.pos = 0;
         for (ptrdiff_t r = lb; r < le; r++) {
             const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
             const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
@@ -478,11 +477,12 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
             if (unit)   /* contiguous rows: unit strides are constants, loops vectorize */
                 total += FL_FN(ce_row)(xr, 1, qr, 1, gr, 1, slot, n, a, &L,
                                        fl_prefetch_next(v, r, le, sizeof(FL_T)) ? xr + v->sa[0] : NULL,
-                                       mode, has_w, grad);
+                                       &pend, mode, has_w, grad);
             else
                 total += FL_FN(ce_row)(xr, v->sa[1], qr, v->sb[1], gr, v->so[1], slot, n, a,
-                                       &L, NULL, mode, has_w, grad);
+                                       &L, NULL, &pend, mode, has_w, grad);
         }
+        FL_FN(pending_finish)(&pend);   /* the last row read once */
         return total;
     }
     const int unit = v->sa[2] == 1 && (!grad || v->so[2] == 1) && (!soft || v->sb[2] == 1);
