@@ -355,10 +355,11 @@ FL_FN(row_online)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double *xy,
  * pass waits on L2 with nothing to overlap it; so a rows loop hands it to the next
  * row's read (row_online_store), which scales it block by block while its exp runs,
  * and finishes the last row with pending_finish.  C harness, Intel Xeon, float32,
- * cross_entropy with grad in place, 1 thread, ns per element, five interleaved runs:
- * (2048, 32000) 0.34-0.38 -> 0.33-0.35, (510, 128256) 0.37-0.41 -> 0.36-0.38.
- * (The same scaling a chunk of 1024 at a time between the read's chunks gained half
- * as much; prefetching the pending row's lines made it slower.)  n == 0: none. */
+ * cross_entropy with grad in place, 1 thread, ns per element, interleaved runs:
+ * (2048, 32000) 0.396-0.419 -> 0.358-0.397, (510, 128256) 0.423-0.455 -> 0.401-0.427;
+ * without the pass at all, 0.30-0.32.  (The same scaling a chunk of 1024 at a time
+ * between the read's chunks gained about half as much; prefetching the pending row's
+ * lines made it slower.)  n == 0: none. */
 typedef struct {
     FL_T *g;
     ptrdiff_t n, pos;    /* scaled up to pos */
