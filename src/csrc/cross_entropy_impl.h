@@ -217,10 +217,10 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
 }
 
 /* ce_row for long contiguous rows, index targets, no label smoothing: passes 1 and 2 in
- * one read (row_online), then with a gradient g_j = e_j * alpha * exp(m_k - m), with
- * the m_k of e_j's stretch (seg), and the target entry: left pending (pending_scale in
- * softmax_impl.h), done during the next row's read or by the rows loop's
- * pending_finish. */
+ * one read (row_online_sum / row_online_store), then with a gradient
+ * g_j = e_j * alpha * exp(m_k - m), with the m_k of e_j's stretch (seg), and the target
+ * entry: left pending (pending_scale in softmax_impl.h), done during the next row's
+ * read or by the rows loop's pending_finish. */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
                      const fl_ce_args *a, const fl_ce_lane *L, const int grad,
@@ -228,7 +228,7 @@ FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
 {
     fl_online_segs seg;
     FL_T m;
-    double xy = 0.0;   /* set by row_online: 0 <= y < n for an active lane */
+    double xy = 0.0;   /* set by the read: 0 <= y < n for an active lane */
     const double s = grad ? FL_FN(row_online_store)(x, g, n, L->y, &xy, &m, &seg, pend)
                           : FL_FN(row_online_sum)(x, n, L->y, &xy, &m);
     double l = 0.0;
