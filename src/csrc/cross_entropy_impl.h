@@ -89,6 +89,18 @@ fl_ce_lane_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i)
     return L;
 }
 
+/* a * b + c in one rounding wherever the target has FMA.  The forward and the
+ * with-grad kernels are two copies of the same loops (one stores the exponentials),
+ * and gcc may vectorize one copy and not the other, contracting a * b + c into an fma
+ * in one of them only: their losses then differed in the last bit (float64 probability
+ * targets, seen once -fno-wrapv changed which copies gcc vectorized).  Written as an
+ * fma, the sums are the same in every copy.  Without FMA nothing can be contracted. */
+#ifdef __FMA__
+#define FL_MULADD(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#define FL_MULADD(a, b, c) ((a) * (b) + (c))
+#endif
+
 /* sw * l of an active lane from its row statistics (see the file comment); wy and
  * sw are the lane's (fl_ce_lane) */
 static inline __attribute__((always_inline)) double
@@ -98,11 +110,11 @@ fl_ce_row_loss(const fl_ce_args *a, double wy, double sw, ptrdiff_t n, int mode,
     const double eps = a->label_smoothing;
     double l;
     if (mode == FL_CE_SOFT) {
-        l = swq * log_s - swd;
+        l = FL_MULADD(swq, log_s, -swd);
     } else {
         l = (1.0 - eps) * wy * (log_s - dy);
         if (mode == FL_CE_SMOOTH)
-            l += eps / (double)n * (a->weight_sum * log_s - swd);
+            l = FL_MULADD(eps / (double)n, FL_MULADD(a->weight_sum, log_s, -swd), l);
     }
     return l * sw;
 }
@@ -159,7 +171,7 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
             double d = (double)xj - md;
             if (has_w) {
                 double wj = w[j];
-                swd += wj == 0.0 ? 0.0 : wj * d;     /* weight 0: nothing, even at -inf */
+                swd = wj == 0.0 ? swd : FL_MULADD(wj, d, swd);   /* weight 0: nothing, even at -inf */
             } else {
                 swd += d;
             }
@@ -171,10 +183,10 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
             FL_T e = FL_EXPS(xj - m);
             if (store) g[j * gs] = e;
             s += (double)e;
-            double wq = c1 * (double)q[j * qs] + c0;
+            double wq = FL_MULADD(c1, (double)q[j * qs], c0);
             if (has_w) wq *= w[j];
             swq += wq;
-            swd += wq == 0.0 ? 0.0 : wq * ((double)xj - md);   /* 0 log 0 = 0 */
+            swd = wq == 0.0 ? swd : FL_MULADD(wq, (double)xj - md, swd);   /* 0 log 0 = 0 */
         }
     }
     *swd_out = swd;
@@ -341,7 +353,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
                 FL_T e = FL_EXPS(t - m[i]);
                 if (grad) gr[i * gi] = e;
                 s[i] += (double)e;
-                swd[i] += wc * ((double)t - (double)m[i]);
+                swd[i] = FL_MULADD(wc, (double)t - (double)m[i], swd[i]);
             }
         } else {
             const FL_T *qr = q + c * qc;
@@ -352,9 +364,9 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
                 FL_T e = FL_EXPS(t - m[i]);
                 if (grad) gr[i * gi] = e;
                 s[i] += (double)e;
-                double wq = c1 * (double)qr[i * qi] + c0;
+                double wq = FL_MULADD(c1, (double)qr[i * qi], c0);
                 swq[i] += wq;
-                swd[i] += wq == 0.0 ? 0.0 : wq * ((double)t - (double)m[i]);   /* 0 log 0 = 0 */
+                swd[i] = wq == 0.0 ? swd[i] : FL_MULADD(wq, (double)t - (double)m[i], swd[i]);   /* 0 log 0 = 0 */
             }
         }
     }
