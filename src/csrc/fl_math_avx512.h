@@ -225,6 +225,68 @@ static inline __attribute__((always_inline)) double fl_sum_as_double_avx512_f32(
     return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
 }
 
+/* The common case of a row read once (softmax_impl.h, online_blocks): whole blocks of
+ * 128 floats from x on, while no block raises the running max m (finite).  Per block:
+ * e_j = exp(x_j - m), stored to g when g is given; their sum added to *s; with pg,
+ * the previous row's block at the same place multiplied by pf (see pending_scale).
+ * Returns how many of the nb blocks it did: it stops before a block that raises m,
+ * which online_blocks then takes.  The block's sum is fl_sum_as_double_avx512_f32's
+ * over the stored block, so the bits are those of the generic block.
+ *
+ * What it saves over the generic block is per-block overhead in a loop whose vector
+ * work alone is about as long as the block's DRAM time:
+ *   - the raise test is made on d = x - m, which the exp needs anyway.  A block raises
+ *     m exactly when some d > 0, and a signed-integer max of the bits finds that (a
+ *     NaN d with its sign bit clear counts too and is left to the generic block, which
+ *     ignores it as the max does; -0 and a NaN with the sign set never count);
+ *   - the block's vectors, the shift and the exp's constants stay in registers (without
+ *     g, gcc widens the exponentials from the registers, not from the chunk).
+ * Intel Xeon, float32, 1 thread, interleaved processes, C harness (ns per element):
+ * cross_entropy (2048, 32000) 0.308-0.312 -> 0.292-0.298, (512, 128256) 0.303-0.314 ->
+ * 0.288-0.291; with grad in place (2048, 32000) 0.375-0.385 -> 0.359-0.362,
+ * (512, 128256) 0.415-0.419 -> 0.400-0.410.  Python, built by setup.py (which needs
+ * -fno-wrapv for it, see there): cross_entropy 21.1-22.2 -> 19.8-20.9 ms at both
+ * shapes, with grad in place (512, 128256) 27.9-28.5 -> 26.6-27.4 ms. */
+static inline __attribute__((always_inline)) ptrdiff_t
+fl_online_run_avx512_f32(const float *x, float *g, float *pg, float pf, ptrdiff_t nb,
+                         float m, double *s, ptrdiff_t prefetch_bytes)
+{
+    const __m512 mv = _mm512_set1_ps(m), pfv = _mm512_set1_ps(pf);
+    float chunk[128];   /* without g: the exponentials on their way to the sum */
+    double sum = *s;
+    ptrdiff_t b = 0;
+    for (; b < nb; b++) {
+        const ptrdiff_t j0 = 128 * b;
+        for (int k = 0; k < 512; k += 64)
+            __builtin_prefetch((const char *)(x + j0) + prefetch_bytes + k, 0, 3);
+        __m512 d[8];
+        for (int k = 0; k < 8; k++) d[k] = _mm512_sub_ps(_mm512_loadu_ps(x + j0 + 16 * k), mv);
+        __m512i t0 = _mm512_max_epi32(_mm512_castps_si512(d[0]), _mm512_castps_si512(d[1]));
+        __m512i t1 = _mm512_max_epi32(_mm512_castps_si512(d[2]), _mm512_castps_si512(d[3]));
+        __m512i t2 = _mm512_max_epi32(_mm512_castps_si512(d[4]), _mm512_castps_si512(d[5]));
+        __m512i t3 = _mm512_max_epi32(_mm512_castps_si512(d[6]), _mm512_castps_si512(d[7]));
+        t0 = _mm512_max_epi32(_mm512_max_epi32(t0, t1), _mm512_max_epi32(t2, t3));
+        if (__builtin_expect(_mm512_cmpgt_epi32_mask(t0, _mm512_setzero_si512()) != 0, 0))
+            break;
+        if (pg)
+            for (int k = 0; k < 8; k++)
+                _mm512_storeu_ps(pg + j0 + 16 * k, _mm512_mul_ps(_mm512_loadu_ps(pg + j0 + 16 * k), pfv));
+        float *e = g ? g + j0 : chunk;
+        for (int k = 0; k < 8; k++) _mm512_storeu_ps(e + 16 * k, fl_expf_nonpos_v16(d[k]));
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+        __m512d a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+        for (int j = 0; j < 128; j += 32) {
+            a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(e + j)));
+            a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(e + j + 8)));
+            a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_loadu_ps(e + j + 16)));
+            a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_loadu_ps(e + j + 24)));
+        }
+        sum += _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+    }
+    *s = sum;
+    return b;
+}
+
 /* One finished piece of a streamed softmax (log_mode 0: y = src * k) or log_softmax
  * (log_mode 1: y = (src - m) - k) output, y 64-byte aligned: whole vectors leave by
  * streaming stores straight from the registers (the portable path stages them in an

@@ -149,6 +149,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_ROW_MAX_F64 fl_max_avx512_f64
 #define FL_MAX_EXCEEDS_F32 fl_max_exceeds_avx512_f32
 #define FL_MAX_EXCEEDS_F64 fl_max_exceeds_avx512_f64
+#define FL_ONLINE_RUN_F32 fl_online_run_avx512_f32
 #define FL_SUM_AS_DOUBLE_F32 fl_sum_as_double_avx512_f32
 #define FL_STREAM_SCALE_F32 fl_stream_scale_avx512_f32
 #define FL_STREAM_SCALE_F64 fl_stream_scale_avx512_f64
@@ -167,6 +168,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F32   /* the same over a contiguous stretch */
 #define FL_ROW_MAX_VEC FL_ROW_MAX_F32           /* max of a contiguous row */
 #define FL_MAX_EXCEEDS_VEC FL_MAX_EXCEEDS_F32   /* ... whether it exceeds a value */
+#define FL_ONLINE_RUN_VEC FL_ONLINE_RUN_F32     /* blocks of a row read once */
 #define FL_SUM_AS_DOUBLE_VEC FL_SUM_AS_DOUBLE_F32   /* sum of a float stretch, in double */
 #define FL_STREAM_SCALE_VEC FL_STREAM_SCALE_F32 /* a piece of a streamed softmax output */
 #define FL_TILE_IN_VEC FL_TILE_IN_F32           /* the tiles path's transposes */
@@ -186,6 +188,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXP_SHIFTED_SUM_VEC
 #undef FL_ROW_MAX_VEC
 #undef FL_MAX_EXCEEDS_VEC
+#undef FL_ONLINE_RUN_VEC
 #undef FL_SUM_AS_DOUBLE_VEC
 #undef FL_STREAM_SCALE_VEC
 #undef FL_TILE_IN_VEC
@@ -221,6 +224,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXP_SHIFTED_SUM_VEC
 #undef FL_ROW_MAX_VEC
 #undef FL_MAX_EXCEEDS_VEC
+#undef FL_ONLINE_RUN_VEC
 #undef FL_SUM_AS_DOUBLE_VEC
 #undef FL_STREAM_SCALE_VEC
 #undef FL_TILE_IN_VEC

@@ -263,8 +263,7 @@ FL_FN(online_begin)(FL_FN(online_row) *st, const FL_T *g, fl_online_segs *seg)
  * it raises the running max m, the sum so far is rescaled by exp(m_old - m_new); then
  * the block's exponentials relative to m while the block is in L1.  With g (which may
  * be x), e_j = exp(x_j - m) with the running m of its block is stored to g and seg
- * records the m of each stretch.  *xy = x[y] when y is in these blocks, read on the
- * way (g may overwrite it; y < 0: none).
+ * records the m of each stretch.
  * Past FL_ONLINE_MAX_SEGS raises (a row sorted upwards), the rest of the row's max is
  * taken at once, the stored stretch is brought to it, and no more raises can come.
  * NaN and -inf as the two passes give them: while m is still -inf (blocks of only -inf
@@ -274,8 +273,7 @@ FL_FN(online_begin)(FL_FN(online_row) *st, const FL_T *g, fl_online_segs *seg)
  * pf at the same positions, block by block (see pending_scale). */
 static inline __attribute__((always_inline)) void
 FL_FN(online_blocks)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t j0, ptrdiff_t j1,
-                     ptrdiff_t y, double *xy, FL_FN(online_row) *st, fl_online_segs *seg,
-                     FL_T *pg, FL_T pf)
+                     FL_FN(online_row) *st, fl_online_segs *seg, FL_T *pg, FL_T pf)
 {
     FL_T chunk[FL_ONLINE_BLOCK];
     FL_T m = st->m;
@@ -284,6 +282,15 @@ FL_FN(online_blocks)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t j0, ptrdiff_
     /* blocks from the row's start, not from a 64-byte boundary: the result depends on
      * where the raises fall, and must not depend on the array's address */
     for (; j0 < j1; j0 += FL_ONLINE_BLOCK) {
+#ifdef FL_ONLINE_RUN_VEC   /* AVX-512 float: the common case (fl_math_avx512.h) */
+        if (m != -INFINITY) {
+            const ptrdiff_t done = FL_ONLINE_BLOCK * FL_ONLINE_RUN_VEC(
+                x + j0, g ? g + j0 : NULL, pg ? pg + j0 : NULL, pf,
+                ((j1 < n ? j1 : n) - j0) / FL_ONLINE_BLOCK, m, &s, FL_ONLINE_PREFETCH_BYTES);
+            j0 += done;
+            if (j0 >= j1) break;
+        }
+#endif
         const ptrdiff_t len = n - j0 < FL_ONLINE_BLOCK ? n - j0 : FL_ONLINE_BLOCK;
         /* the block FL_ONLINE_PREFETCH_BYTES ahead (past the row's end: the next row's
          * start; a prefetch never faults) */
@@ -295,7 +302,6 @@ FL_FN(online_blocks)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t j0, ptrdiff_
             for (ptrdiff_t j = 0; j < len; j++) p[j] *= pf;
         }
         const int raises = FL_FN(max_exceeds)(x + j0, len, m);
-        if (y >= j0 && y < j0 + len) *xy = (double)x[y];   /* in L1, not yet overwritten */
         if (__builtin_expect(raises, 0)) {
             FL_T mn = FL_FN(row_max)(x + j0, len, 1);   /* again, from L1 */
             if (g && seg->count == FL_ONLINE_MAX_SEGS) {   /* the last raise: see above */
@@ -416,8 +422,8 @@ FL_FN(pending_begin)(FL_FN(pending_scale) *p, FL_T *g, ptrdiff_t n, const fl_onl
 
 /* A whole row read once (see online_blocks), as a function of its own, without
  * (row_online_sum) and with (row_online_store) the stored exponentials: returns s, with
- * m in *m_out.  Inlined into the cross-entropy's lanes (one large function holding
- * every mode), the block loop kept the running max and sum on the stack: C harness,
+ * m in *m_out, and *xy = x[y] (y < 0: none).  Inlined into the cross-entropy's lanes
+ * (one large function holding every mode), the block loop kept the running max and sum on the stack: C harness,
  * Intel Xeon, (2048, 32000) float32 cross_entropy 0.291-0.297 -> 0.278-0.281 ns per
  * element, 0.218 -> 0.210 from L2 (one call per row: nothing measurable). */
 static __attribute__((noinline)) double
@@ -425,7 +431,8 @@ FL_FN(row_online_sum)(const FL_T *x, ptrdiff_t n, ptrdiff_t y, double *xy, FL_T 
 {
     FL_FN(online_row) st;
     FL_FN(online_begin)(&st, NULL, NULL);
-    FL_FN(online_blocks)(x, NULL, n, 0, n, y, xy, &st, NULL, NULL, (FL_T)0);
+    FL_FN(online_blocks)(x, NULL, n, 0, n, &st, NULL, NULL, (FL_T)0);
+    if (y >= 0) *xy = (double)x[y];   /* in L2 by now */
     return FL_FN(online_end)(&st, m_out);
 }
 
@@ -437,12 +444,13 @@ FL_FN(row_online_store)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double
 {
     FL_FN(online_row) st;
     FL_FN(online_begin)(&st, g, seg);
+    if (y >= 0) *xy = (double)x[y];   /* before g (which may be x) overwrites it */
     if (pend && (pend->n != n || pend->pos != 0))
         FL_FN(pending_finish)(pend);
     for (ptrdiff_t j0 = 0, j1; j0 < n; j0 = j1) {   /* one call per stretch of pend */
         const int along = pend && pend->pos < pend->n;
         j1 = along ? FL_FN(pending_run_end)(pend, n) : n;
-        FL_FN(online_blocks)(x, g, n, j0, j1, y, xy, &st, seg, along ? pend->g : NULL,
+        FL_FN(online_blocks)(x, g, n, j0, j1, &st, seg, along ? pend->g : NULL,
                              along ? pend->f[pend->k] : (FL_T)0);
         if (along)
             FL_FN(pending_advance)(pend, j1);
@@ -625,7 +633,7 @@ FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t 
         for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_SUM_CHUNK) {
             const ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
             if (once)
-                FL_FN(online_blocks)(xr, er, n, j0, j0 + len, -1, NULL, &st, &seg, NULL, (FL_T)0);
+                FL_FN(online_blocks)(xr, er, n, j0, j0 + len, &st, &seg, NULL, (FL_T)0);
             else
                 s += FL_FN(exp_shifted_sum)(xr + j0, m, log_mode ? chunk : er + j0, len,
                                             pf ? pf + j0 : NULL);
