@@ -230,8 +230,8 @@ static inline __attribute__((always_inline)) double fl_sum_as_double_avx512_f32(
  * e_j = exp(x_j - m), stored to g when g is given; their sum added to *s; with pg,
  * the previous row's block at the same place multiplied by pf (see pending_scale).
  * Returns how many of the nb blocks it did: it stops before a block that raises m,
- * which online_blocks then takes.  The block's sum is fl_sum_as_double_avx512_f32's
- * over the stored block, so the bits are those of the generic block.
+ * which online_blocks then takes.  The block's sum is fl_sum_as_double_avx512_f32
+ * over the stored block, as in the generic block, so the bits are the same.
  *
  * What it saves over the generic block is per-block overhead in a loop whose vector
  * work alone is about as long as the block's DRAM time:
@@ -273,15 +273,7 @@ fl_online_run_avx512_f32(const float *x, float *g, float *pg, float pf, ptrdiff_
                 _mm512_storeu_ps(pg + j0 + 16 * k, _mm512_mul_ps(_mm512_loadu_ps(pg + j0 + 16 * k), pfv));
         float *e = g ? g + j0 : chunk;
         for (int k = 0; k < 8; k++) _mm512_storeu_ps(e + 16 * k, fl_expf_nonpos_v16(d[k]));
-        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
-        __m512d a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
-        for (int j = 0; j < 128; j += 32) {
-            a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(e + j)));
-            a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(e + j + 8)));
-            a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_loadu_ps(e + j + 16)));
-            a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_loadu_ps(e + j + 24)));
-        }
-        sum += _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+        sum += fl_sum_as_double_avx512_f32(e, 128);
     }
     *s = sum;
     return b;

@@ -423,9 +423,10 @@ FL_FN(pending_begin)(FL_FN(pending_scale) *p, FL_T *g, ptrdiff_t n, const fl_onl
 /* A whole row read once (see online_blocks), as a function of its own, without
  * (row_online_sum) and with (row_online_store) the stored exponentials: returns s, with
  * m in *m_out, and *xy = x[y] (y < 0: none).  Inlined into the cross-entropy's lanes
- * (one large function holding every mode), the block loop kept the running max and sum on the stack: C harness,
- * Intel Xeon, (2048, 32000) float32 cross_entropy 0.291-0.297 -> 0.278-0.281 ns per
- * element, 0.218 -> 0.210 from L2 (one call per row: nothing measurable). */
+ * (one large function holding every mode), the block loop kept the running max and
+ * sum on the stack: C harness, Intel Xeon, (2048, 32000) float32 cross_entropy
+ * 0.291-0.297 -> 0.278-0.281 ns per element, 0.218 -> 0.210 from L2 (one call per
+ * row: nothing measurable). */
 static __attribute__((noinline)) double
 FL_FN(row_online_sum)(const FL_T *x, ptrdiff_t n, ptrdiff_t y, double *xy, FL_T *m_out)
 {
