@@ -200,6 +200,35 @@ def test_memory_layouts(backend, dtype, kind):
                 np.testing.assert_allclose(xi, grad, rtol=1e-13, atol=1e-16)
 
 
+def _every_other(values):
+    """The same values as a view of every other element of a buffer twice as long."""
+    buf = np.full(values.shape + (2,), 7, values.dtype)
+    buf[..., 0] = values
+    return buf[..., 0]
+
+
+@pytest.mark.parametrize("shape,axis", [((300, 10), -1),      # packed short rows (tiles)
+                                        ((5, 9, 70), 1)])     # columns: lanes along axis 2
+def test_strided_per_lane_arguments(simd_level, shape, axis):
+    """Strided targets, sample weights and upstream gradients: the kernels read each
+    lane's own entries in both lane layouts (rows of a tile, columns side by side)."""
+    x, target, weight, sw = make_problem(shape, axis, "index", np.float64, seed=17)
+    go = np.linspace(0.5, 2.0, sw.size).reshape(sw.shape)
+    strided = [_every_other(a) for a in (target, sw, go)]
+    assert not any(a.flags.c_contiguous for a in strided)
+    for eps in (0.0, 0.1):
+        opts = dict(axis=axis, weight=weight, label_smoothing=eps, reduction="none")
+        loss, grad = fastloss.cross_entropy_with_grad(x, strided[0], sample_weight=strided[1],
+                                                      **opts)
+        fb_loss, fb_grad = fallback.cross_entropy_with_grad(x, target, sample_weight=sw, **opts)
+        close(loss, fb_loss, np.float64)
+        close(grad, fb_grad, np.float64)
+        back = fastloss.cross_entropy_backward(x, strided[0], strided[2], sample_weight=sw,
+                                               **opts)
+        close(back, fallback.cross_entropy_backward(x, target, go, sample_weight=sw, **opts),
+              np.float64)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("axis", [0, 1, 2, 3, -1])
 def test_nd_and_every_axis(backend, dtype, axis):

@@ -68,24 +68,62 @@ typedef struct {
     double gc;          /* upstream gradient (/ mean denominator) * sample weight */
 } fl_ce_lane;
 
+/* The fl_ce_lane fields of `len` lanes as arrays: lane k is (o, i0 + k), or (o + k, i0)
+ * with by_outer.  One loop per field: the loops vectorize (the columns layout runs it
+ * per block of lanes); one loop setting every field stayed scalar under some flags,
+ * 9 stores per lane, 20% of the (65536, 10) float32 forward. */
+static inline __attribute__((always_inline)) void
+fl_ce_lanes_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i0, ptrdiff_t len,
+                  const int by_outer, unsigned char *act, ptrdiff_t *y, double *wy,
+                  double *sw, double *gc)
+{
+    if (a->target) {
+        const int64_t *t = a->target + o * a->ts[0] + i0 * a->ts[1];
+        const ptrdiff_t ts = a->ts[by_outer ? 0 : 1];
+        const int64_t ignore = a->ignore_index;
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < len; k++) {
+            const int64_t tk = t[k * ts];
+            act[k] = tk != ignore;
+            y[k] = tk != ignore ? (ptrdiff_t)tk : 0;
+        }
+        if (a->weight) {
+            for (ptrdiff_t k = 0; k < len; k++) wy[k] = act[k] ? a->weight[y[k]] : 1.0;
+        } else {
+#pragma omp simd
+            for (ptrdiff_t k = 0; k < len; k++) wy[k] = 1.0;
+        }
+    } else {
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < len; k++) { act[k] = 1; y[k] = 0; wy[k] = 1.0; }
+    }
+    if (a->sample_weight) {
+        const double *p = a->sample_weight + o * a->sws[0] + i0 * a->sws[1];
+        const ptrdiff_t ps = a->sws[by_outer ? 0 : 1];
+        for (ptrdiff_t k = 0; k < len; k++) sw[k] = p[k * ps];
+    } else {
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < len; k++) sw[k] = 1.0;
+    }
+    if (a->grad_scale) {
+        const double *p = a->grad_scale + o * a->gss[0] + i0 * a->gss[1];
+        const ptrdiff_t ps = a->gss[by_outer ? 0 : 1];
+        for (ptrdiff_t k = 0; k < len; k++) gc[k] = p[k * ps] * sw[k];
+    } else {
+        const double g0 = a->grad_scale0;
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < len; k++) gc[k] = g0 * sw[k];
+    }
+}
+
+/* One lane's fields (the rows layout and nll) */
 static inline __attribute__((always_inline)) fl_ce_lane
 fl_ce_lane_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i)
 {
+    unsigned char act;
     fl_ce_lane L;
-    L.active = 1;
-    L.y = 0;
-    L.wy = 1.0;
-    if (a->target) {
-        int64_t t = a->target[o * a->ts[0] + i * a->ts[1]];
-        if (t == a->ignore_index) {
-            L.active = 0;
-        } else {
-            L.y = (ptrdiff_t)t;
-            if (a->weight) L.wy = a->weight[t];
-        }
-    }
-    L.sw = a->sample_weight ? a->sample_weight[o * a->sws[0] + i * a->sws[1]] : 1.0;
-    L.gc = (a->grad_scale ? a->grad_scale[o * a->gss[0] + i * a->gss[1]] : a->grad_scale0) * L.sw;
+    fl_ce_lanes_setup(a, o, i, 1, 0, &act, &L.y, &L.wy, &L.sw, &L.gc);
+    L.active = act;
     return L;
 }
 
@@ -313,14 +351,9 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     double s[FL_COL_BLOCK], swd[FL_COL_BLOCK], swq[FL_COL_BLOCK], dy[FL_COL_BLOCK];
     const double eps = a->label_smoothing, ec = eps / (double)n;
     const double *w = a->weight;
+    fl_ce_lanes_setup(a, o, i0, len, flat_lanes, act, y, wy, sw, gcl);
+#pragma omp simd
     for (ptrdiff_t i = 0; i < len; i++) {
-        const fl_ce_lane L = flat_lanes ? fl_ce_lane_setup(a, o + i, 0)
-                                        : fl_ce_lane_setup(a, o, i0 + i);
-        act[i] = (unsigned char)L.active;
-        y[i] = L.y;
-        wy[i] = L.wy;
-        sw[i] = L.sw;
-        gcl[i] = L.gc;
         m[i] = -INFINITY;
         s[i] = swd[i] = swq[i] = 0.0;
     }
