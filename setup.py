@@ -15,9 +15,9 @@ Flags and why:
                                With -fwrapv gcc scheduled the one-read block loop worse:
                                C harness, Intel Xeon, float32 (2048, 32000), 1 thread,
                                cross_entropy_with_grad in place 0.36 -> 0.43 ns per
-                               element, cross_entropy 0.30 -> 0.31.  The other way
-                               for short rows: (65536, 10) cross_entropy 0.72 ns per
-                               element with -fwrapv, 0.89 without (see the README)
+                               element, cross_entropy 0.30 -> 0.31.  (The short
+                               rows' setup loop it left scalar is now written to
+                               vectorize either way: fl_ce_lanes_setup, README)
   -fopenmp                     if a probe program compiles and links with it; else the
                                build continues single-threaded (-fopenmp-simd keeps the
                                `#pragma omp simd` vectorization hints)
