@@ -21,7 +21,10 @@ How it is built (one job per layer):
               the library grows.
   measure()   times the contenders of one row round-robin (A, B, C, A, B, C, ...),
               after one warm-up call each, and keeps the medians.
-  run()       the copy bandwidth per thread count, then every case; returns a dict
+  Yardsticks  the copy and read yardsticks (memory-bound calls on two 256 MiB arrays):
+              timed back to back at the start, and inside the round-robin of every
+              DRAM-sized row (IN_ROW_YARDSTICK_DIVISOR), whose %s then use them.
+  run()       the bandwidths per thread count, then every case; returns a dict
               that is also what ``--json`` writes (schema in benchmarks/README.md).
   format_table(), bench(), main()    the report.
 
@@ -105,6 +108,18 @@ NOISY_IQR = 0.25
 # and to DRAM.  Bytes moved per copy = 2 x this (read + write), the STREAM convention.
 COPY_BYTES = 256 * 2**20
 COPY_REPEATS = 7
+# Rows whose N x C data is at least copy_bytes / IN_ROW_YARDSTICK_DIVISOR (64 MiB by
+# default: past the caches, bound by DRAM) time the copy yardstick, and the read
+# yardstick for read-only functions, inside their own round-robin, right after fastloss,
+# and their %copy / %read use those figures.  Why: a call right after a PyTorch call
+# (which leaves hundreds of MB of dirty cache lines and freed pages) runs ~5-7% slower
+# whoever makes it, the yardsticks included (Intel Xeon, 1 thread, (512, 128256) float32:
+# read 16.6 -> 15.9 GB/s, copy 24.9 -> 23.4, cross_entropy 14.0 -> 13.3, in place with
+# grad 21.9 -> 20.4), and the host's bandwidth drifts over a run; yardsticks timed once
+# at the start, back to back, compared a call in one context against a copy in another.
+# Right after fastloss, a yardstick never sees a worse context than fastloss's own (the
+# previous round's last peer).
+IN_ROW_YARDSTICK_DIVISOR = 4
 
 TARGET_ITEMSIZE = np.dtype(np.int64).itemsize  # class-index targets are int64
 
@@ -754,27 +769,62 @@ def _stream_copy():
     return None
 
 
-def _yardstick(what, threads_list, threaded, plain, plain_name, nbytes, bytes_key, repeats,
-               progress):
-    """Median GB/s of one memory-bound call at each thread count.
+def _stream_read():
+    """``read(src, n_threads)`` from the extension's ``stream_read``, or None."""
+    try:
+        from fastloss._lib import kernels
+    except Exception:  # noqa: BLE001 - no extension: NumPy's sum
+        return None
+    return getattr(kernels, "stream_read", None)
 
-    ``threaded(t)`` is the extension's OpenMP kernel (None without it); ``plain()`` the
-    single-threaded NumPy stand-in, whose figure at more than one thread is then the
-    one-thread figure, and marked so.  ``nbytes`` are the bytes one call moves.
+
+class Yardsticks:
+    """The copy and read yardsticks: two arrays of ``nbytes``, written once (so no timed
+    call sees a page fault), and the calls that stream them.
+
+    copy: ``fastloss._lib.kernels.stream_copy`` (OpenMP threads) when the extension has
+    it, else ``np.copyto``, single-threaded; 2 x nbytes move per call (read + write).
+    read: the yardstick of calls that only read the N x C array (cross_entropy,
+    logsumexp): ``fastloss._lib.kernels.stream_read`` sums the float64 array with OpenMP
+    threads, else ``np.sum``, single-threaded; nbytes per call.
     """
+
+    def __init__(self, nbytes=COPY_BYTES):
+        self.src = np.ones(nbytes // 8)
+        self.dst = np.zeros_like(self.src)
+        self._copy, self._read = _stream_copy(), _stream_read()
+
+    def call(self, what, threads):
+        """``(fn, method, threads_used, bytes per call)`` of one yardstick."""
+        src, dst = self.src, self.dst
+        if what == "copy":
+            nbytes = 2 * src.nbytes
+            if self._copy is not None:
+                return ((lambda: self._copy(dst, src, threads)),
+                        "fastloss._lib.kernels.stream_copy", threads, nbytes)
+            plain, name = (lambda: np.copyto(dst, src)), "numpy.copyto"
+        else:
+            nbytes = src.nbytes
+            if self._read is not None:
+                return ((lambda: self._read(src, threads)),
+                        "fastloss._lib.kernels.stream_read", threads, nbytes)
+            plain, name = (lambda: np.sum(src)), "numpy.sum"
+        return plain, name + (" (single-threaded)" if threads > 1 else ""), 1, nbytes
+
+
+def _yardstick(what, threads_list, yardsticks, repeats, progress):
+    """Median GB/s of one yardstick call (``what``: "copy" or "read") at each thread
+    count, timed back to back.  Without the extension the NumPy stand-in runs on one
+    thread, and its figure at more threads is the one-thread figure, marked so."""
     import fastloss
 
+    bytes_key = {"copy": "bytes_per_copy", "read": "bytes_per_read"}[what]
     saved = fastloss.get_num_threads()
     out = []
     try:
         for t in threads_list:
             fastloss.set_num_threads(t)
-            if threaded is not None:
-                fn, used = (lambda t=t: threaded(t)), t
-                method = f"fastloss._lib.kernels.stream_{what}"
-            else:
-                fn, used = plain, 1
-                method = plain_name + (" (single-threaded)" if t > 1 else "")
+            fn, method, used, nbytes = yardsticks.call(what, t)
             fn()
             times = [_time_calls(fn, 1) for _ in range(repeats)]
             row = {
@@ -790,36 +840,18 @@ def _yardstick(what, threads_list, threaded, plain, plain_name, nbytes, bytes_ke
     return out
 
 
-def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None):
-    """Copy bandwidth (GB/s, 2 x nbytes per copy) at each thread count.
-
-    Uses ``fastloss._lib.kernels.stream_copy(dst, src[, n_threads])`` when the extension
-    has it (OpenMP threads); otherwise ``np.copyto``, single-threaded.
-    """
-    src = np.ones(nbytes // 8)
-    dst = np.zeros_like(src)  # both written once: the timed copies see no page faults
-    stream_copy = _stream_copy()
-    threaded = None if stream_copy is None else (lambda t: stream_copy(dst, src, t))
-    return _yardstick("copy", threads_list, threaded, lambda: np.copyto(dst, src),
-                      "numpy.copyto", 2 * src.nbytes, "bytes_per_copy", repeats, progress)
+def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None,
+                   yardsticks=None):
+    """Copy bandwidth (GB/s, 2 x nbytes per copy) at each thread count (see Yardsticks)."""
+    return _yardstick("copy", threads_list, yardsticks or Yardsticks(nbytes), repeats,
+                      progress)
 
 
-def read_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None):
-    """Read bandwidth (GB/s, nbytes read per sum) at each thread count.
-
-    The yardstick of calls that only read the N x C array (cross_entropy, logsumexp):
-    ``fastloss._lib.kernels.stream_read`` sums a float64 array with OpenMP threads;
-    without it ``np.sum``, single-threaded.
-    """
-    src = np.ones(nbytes // 8)
-    try:
-        from fastloss._lib import kernels
-        stream_read = getattr(kernels, "stream_read", None)
-    except Exception:  # noqa: BLE001 - no extension: NumPy's sum
-        stream_read = None
-    threaded = None if stream_read is None else (lambda t: stream_read(src, t))
-    return _yardstick("read", threads_list, threaded, lambda: np.sum(src), "numpy.sum",
-                      src.nbytes, "bytes_per_read", repeats, progress)
+def read_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None,
+                   yardsticks=None):
+    """Read bandwidth (GB/s, nbytes read per sum) at each thread count (see Yardsticks)."""
+    return _yardstick("read", threads_list, yardsticks or Yardsticks(nbytes), repeats,
+                      progress)
 
 
 # ---------------------------------------------------------------------------------------
@@ -987,10 +1019,11 @@ def run(settings=None, progress=None, **kwargs):
         len(spec.variants) * len(settings.threads) for _, specs in groups for spec in specs)
     row_no = 0
     try:
+        yardsticks = Yardsticks(settings.copy_bytes)
         result["copy_bandwidth"] = copy_bandwidth(
-            settings.threads, settings.copy_bytes, progress=say)
+            settings.threads, progress=say, yardsticks=yardsticks)
         result["read_bandwidth"] = read_bandwidth(
-            settings.threads, settings.copy_bytes, progress=say)
+            settings.threads, progress=say, yardsticks=yardsticks)
         bandwidth = {b["threads"]: b["gb_per_s"] for b in result["copy_bandwidth"]}
         bandwidth.update({("read", b["threads"]): b["gb_per_s"]
                           for b in result["read_bandwidth"]})
@@ -1015,7 +1048,7 @@ def run(settings=None, progress=None, **kwargs):
                                  f"{'x'.join(map(str, shape))} {dtype} threads={threads}")
                         t0 = time.perf_counter()
                         row = _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn,
-                                       settings, bandwidth, label, say)
+                                       settings, bandwidth, yardsticks, label, say)
                         if isinstance(row, dict):
                             row["wall_seconds"] = time.perf_counter() - t0
                             result["results"].append(row)
@@ -1028,6 +1061,7 @@ def run(settings=None, progress=None, **kwargs):
                 f"{time.perf_counter() - t_group:.1f} s")
             del pool
             gc.collect()
+        del yardsticks
     except KeyboardInterrupt:
         result["interrupted"] = True
         say("interrupted: reporting the rows measured so far")
@@ -1038,7 +1072,25 @@ def run(settings=None, progress=None, **kwargs):
     return result
 
 
-def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidth, label, say):
+def _in_row_yardsticks(spec, pool, threads, yardsticks, settings):
+    """The yardstick contenders a DRAM-sized row times in its round-robin (see
+    IN_ROW_YARDSTICK_DIVISOR): ``{contender name: (what, bytes per call)}`` and the
+    contenders; none for smaller rows."""
+    data_bytes = math.prod(pool.shape) * pool.dtype.itemsize
+    if yardsticks is None or data_bytes < settings.copy_bytes // IN_ROW_YARDSTICK_DIVISOR:
+        return {}, []
+    wanted = ("copy", "read") if spec.read_only else ("copy",)
+    names, contenders = {}, []
+    for what in wanted:
+        fn, _method, _used, nbytes = yardsticks.call(what, threads)
+        name = f"{what} yardstick"
+        names[name] = (what, nbytes)
+        contenders.append(Contender(name, fn, False))
+    return names, contenders
+
+
+def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidth, yardsticks,
+             label, say):
     """One row: the result dict, or the error's text when the fastloss call fails."""
     import fastloss
 
@@ -1048,6 +1100,9 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
     notes = []
     try:
         contenders = build_contenders(spec, pool, variant, ctx, fl_fn, fb_fn, notes)
+        ystick_names, ystick_contenders = _in_row_yardsticks(spec, pool, threads, yardsticks,
+                                                             settings)
+        contenders[1:1] = ystick_contenders  # right after fastloss
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             kept, stats, repeats = measure(
@@ -1056,12 +1111,19 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
         say(f"{label}: fastloss failed: {type(exc).__name__}: {exc}")
         return f"{type(exc).__name__}: {exc}"
     finally:
-        contenders = None  # free in-place copies and out= buffers now
+        contenders = ystick_contenders = None  # free in-place copies and out= buffers now
+    in_row = {}  # what -> GB/s of the yardstick timed in this row's round-robin
+    for name, (what, ybytes) in ystick_names.items():
+        s = stats.pop(name, None)  # None: dropped (noted), the start-of-run figure stands
+        if s is not None:
+            in_row[what] = ybytes / s["median"] / 1e9
+    kept = [k for k in kept if k.name not in ystick_names]
     n, c = _rows(pool.shape)
     nbytes = spec.bytes(n, c, pool.dtype.itemsize)
     fl = stats["fastloss"]["median"]
     gbps = nbytes / fl / 1e9
-    bw = bandwidth.get(threads)
+    bw = in_row.get("copy", bandwidth.get(threads))
+    bw_read = in_row.get("read", bandwidth.get(("read", threads)))
     times_ms = {name: s["median"] * 1e3 for name, s in stats.items()}
     row = {
         "function": spec.name,
@@ -1083,9 +1145,10 @@ def _run_row(spec, pool, variant, threads, ctx, fl_fn, fb_fn, settings, bandwidt
             for name, s in stats.items()},
         "gb_per_s": gbps,
         "pct_copy_bandwidth": 100.0 * gbps / bw if bw else None,
-        "pct_read_bandwidth": (100.0 * gbps / bandwidth[("read", threads)]
-                               if spec.read_only and bandwidth.get(("read", threads))
-                               else None),
+        "pct_read_bandwidth": 100.0 * gbps / bw_read if spec.read_only and bw_read else None,
+        # the yardsticks' GB/s timed in this row's round-robin ({} when the %s use the
+        # start-of-run figures: rows smaller than copy_bytes / IN_ROW_YARDSTICK_DIVISOR)
+        "in_row_bandwidth": in_row,
         "notes": notes,
     }
     fb = times_ms.get("fallback")
@@ -1150,6 +1213,11 @@ def format_table(result):
         " %copy = that / the copy bandwidth at the same thread count",
         "  (over 100% when the data stays in cache, or when a call reads more than it writes);"
         " %read = GB/s / the read bandwidth, for calls that write no N x C array.",
+        "  Rows with at least 1/{} of the copy size in data time the copy (and read)"
+        " yardstick in their own round-robin, right after fastloss,".format(
+            IN_ROW_YARDSTICK_DIVISOR),
+        "  and their %copy / %read use that figure (\"in_row_bandwidth\" in --json);"
+        " the other rows use the figures above.",
         f"  ~ = noisy: the samples' interquartile range exceeds {NOISY_IQR:.0%} of their median.",
     ]
     if result.get("interrupted"):

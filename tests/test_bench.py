@@ -28,7 +28,8 @@ TOP_KEYS = {"schema", "created", "argv", "settings", "machine", "fastloss_config
             "interrupted"}
 ROW_KEYS = {"function", "variant", "shape", "dtype", "threads", "bytes", "bytes_model",
             "repeats", "times_ms", "speedup", "allocates", "contender_notes", "stats_ms",
-            "gb_per_s", "pct_copy_bandwidth", "pct_read_bandwidth", "notes"}
+            "gb_per_s", "pct_copy_bandwidth", "pct_read_bandwidth", "in_row_bandwidth",
+            "notes"}
 
 
 def check_result(data, functions):
@@ -151,6 +152,44 @@ def test_cli_in_process_variants(stand_ins, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "speed-up = fallback ms / fastloss ms; >1 means fastloss is faster" in table
     assert "out=logits" in table and "skipped: tanh" in table
+
+
+def test_dram_sized_rows_time_the_yardsticks_in_their_round_robin(tmp_path, monkeypatch):
+    # With a 1 MB yardstick, 512 x 256 float32 (512 KiB of data) counts as DRAM-sized
+    # (at least 1/4 of the copy) and 64 x 10 does not.
+    orders = []
+    measure = bench.measure
+
+    def spy(contenders, *args, **kwargs):
+        orders.append([c.name for c in contenders])
+        return measure(contenders, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "measure", spy)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--shapes", "512x256,64x10", "--dtypes", "float32", "--threads", "1",
+                       "--repeats", "3", "--min-sample", "0.0002", "--copy-mb", "1",
+                       "--peers", "none", "--functions", "cross_entropy,softmax",
+                       "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["results"]) == len(orders) == 6  # 2 shapes x (ce, softmax, softmax out=)
+    start = {"copy": data["copy_bandwidth"][0]["gb_per_s"],
+             "read": data["read_bandwidth"][0]["gb_per_s"]}
+    for row, order in zip(data["results"], orders):
+        read_only = row["function"] == "cross_entropy"
+        in_row = row["in_row_bandwidth"]
+        if row["shape"] == [64, 10]:
+            assert in_row == {} and "copy yardstick" not in order
+            copy, read = start["copy"], start["read"]
+        else:
+            wanted = ["copy", "read"] if read_only else ["copy"]
+            assert sorted(in_row) == wanted and all(v > 0 for v in in_row.values())
+            # timed right after fastloss, and reported apart from the contenders
+            assert order[:1 + len(wanted)] == ["fastloss", *(f"{w} yardstick" for w in wanted)]
+            copy, read = in_row["copy"], in_row.get("read")
+        assert not any("yardstick" in name for name in row["times_ms"])
+        assert row["pct_copy_bandwidth"] == pytest.approx(100 * row["gb_per_s"] / copy)
+        if read_only:
+            assert row["pct_read_bandwidth"] == pytest.approx(100 * row["gb_per_s"] / read)
 
 
 def test_in_place_variant_leaves_inputs_alone(stand_ins):
