@@ -840,20 +840,6 @@ def _yardstick(what, threads_list, yardsticks, repeats, progress):
     return out
 
 
-def copy_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None,
-                   yardsticks=None):
-    """Copy bandwidth (GB/s, 2 x nbytes per copy) at each thread count (see Yardsticks)."""
-    return _yardstick("copy", threads_list, yardsticks or Yardsticks(nbytes), repeats,
-                      progress)
-
-
-def read_bandwidth(threads_list, nbytes=COPY_BYTES, repeats=COPY_REPEATS, progress=None,
-                   yardsticks=None):
-    """Read bandwidth (GB/s, nbytes read per sum) at each thread count (see Yardsticks)."""
-    return _yardstick("read", threads_list, yardsticks or Yardsticks(nbytes), repeats,
-                      progress)
-
-
 # ---------------------------------------------------------------------------------------
 # Machine facts
 # ---------------------------------------------------------------------------------------
@@ -1020,10 +1006,9 @@ def run(settings=None, progress=None, **kwargs):
     row_no = 0
     try:
         yardsticks = Yardsticks(settings.copy_bytes)
-        result["copy_bandwidth"] = copy_bandwidth(
-            settings.threads, progress=say, yardsticks=yardsticks)
-        result["read_bandwidth"] = read_bandwidth(
-            settings.threads, progress=say, yardsticks=yardsticks)
+        for what in ("copy", "read"):
+            result[f"{what}_bandwidth"] = _yardstick(what, settings.threads, yardsticks,
+                                                     COPY_REPEATS, say)
         bandwidth = {b["threads"]: b["gb_per_s"] for b in result["copy_bandwidth"]}
         bandwidth.update({("read", b["threads"]): b["gb_per_s"]
                           for b in result["read_bandwidth"]})
@@ -1061,7 +1046,6 @@ def run(settings=None, progress=None, **kwargs):
                 f"{time.perf_counter() - t_group:.1f} s")
             del pool
             gc.collect()
-        del yardsticks
     except KeyboardInterrupt:
         result["interrupted"] = True
         say("interrupted: reporting the rows measured so far")
