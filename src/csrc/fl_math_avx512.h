@@ -213,7 +213,7 @@ fl_add_as_double_avx512_f32(__m512d acc[4], const float *e, ptrdiff_t groups)
             acc[k] = _mm512_add_pd(acc[k], _mm512_cvtps_pd(_mm256_loadu_ps(e + j + 8 * k)));
 }
 
-static inline __attribute__((always_inline)) double fl_reduce4_pd(const __m512d acc[4])
+static inline __attribute__((always_inline)) double fl_reduce4_avx512_f64(const __m512d acc[4])
 {
     return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]),
                                               _mm512_add_pd(acc[2], acc[3])));
@@ -232,7 +232,7 @@ static inline __attribute__((always_inline)) double fl_sum_as_double_avx512_f32(
         const __mmask8 k = (__mmask8)((1u << (n - j)) - 1u);
         acc[1] = _mm512_add_pd(acc[1], _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, e + j)));
     }
-    return fl_reduce4_pd(acc);
+    return fl_reduce4_avx512_f64(acc);
 }
 
 /* The common case of a row read once (softmax_impl.h, online_blocks): whole blocks of
@@ -289,7 +289,7 @@ fl_online_run_avx512_f32(const float *x, float *g, float *pg, float pf, ptrdiff_
         for (int k = 0; k < 8; k++) _mm512_storeu_ps(e + 16 * k, fl_expf_nonpos_v16(d[k]));
         fl_add_as_double_avx512_f32(acc, e, 4);
     }
-    if (b) *s += fl_reduce4_pd(acc);
+    if (b) *s += fl_reduce4_avx512_f64(acc);
     return b;
 }
 
