@@ -135,10 +135,13 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
            && v->n * (ptrdiff_t)esize >= fl_long_row_bytes;
 }
 
-/* AVX-512 builds: the rows' exp, max and sum loops and the streamed softmax pieces use
- * fl_math_avx512.h (vscalef, four accumulators, streaming stores from registers) and the
- * tiles path transposes in registers (fl_tile_avx512.h); elsewhere the portable loops
- * (FL_EXPS, `omp simd` reductions). */
+/* The SIMD builds' row helpers: the rows' exp, max and sum loops, the one-read rows'
+ * common case and the streamed softmax pieces, and the tiles path's transposes in
+ * registers.  AVX-512: fl_math_avx512.h (vscalef, four accumulators) and
+ * fl_tile_avx512.h; AVX2 + FMA: fl_math_avx2.h and fl_tile_avx2.h, the same functions
+ * with 256-bit vectors.  Each defines the FL_*_F32 / FL_*_F64 names below to its own;
+ * the baseline build runs the portable loops (FL_EXPS, `omp simd` reductions) and reads
+ * long rows in two passes. */
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #include "fl_math_avx512.h"
 #include "fl_tile_avx512.h"
@@ -158,13 +161,32 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_TILE_IN_F64 fl_tile_in_avx512_f64
 #define FL_TILE_OUT_F64 fl_tile_out_avx512_f64
 #define FL_ONLINE_ROWS 1   /* long rows read once (softmax_impl.h) */
+#elif defined(__AVX2__) && defined(__FMA__)
+#include "fl_math_avx2.h"
+#include "fl_tile_avx2.h"
+#define FL_EXP_SHIFTED_F32 fl_exp_shifted_avx2_f32
+#define FL_EXP_SHIFTED_F64 fl_exp_shifted_avx2_f64
+#define FL_EXP_SHIFTED_SUM_F64 fl_exp_shifted_sum_avx2_f64
+#define FL_ROW_MAX_F32 fl_max_avx2_f32
+#define FL_ROW_MAX_F64 fl_max_avx2_f64
+#define FL_MAX_EXCEEDS_F32 fl_max_exceeds_avx2_f32
+#define FL_MAX_EXCEEDS_F64 fl_max_exceeds_avx2_f64
+#define FL_ONLINE_RUN_F32 fl_online_run_avx2_f32
+#define FL_SUM_AS_DOUBLE_F32 fl_sum_as_double_avx2_f32
+#define FL_STREAM_SCALE_F32 fl_stream_scale_avx2_f32
+#define FL_STREAM_SCALE_F64 fl_stream_scale_avx2_f64
+#define FL_TILE_IN_F32 fl_tile_in_avx2_f32
+#define FL_TILE_OUT_F32 fl_tile_out_avx2_f32
+#define FL_TILE_IN_F64 fl_tile_in_avx2_f64
+#define FL_TILE_OUT_F64 fl_tile_out_avx2_f64
+#define FL_ONLINE_ROWS 1   /* long rows read once (softmax_impl.h) */
 #endif
 
 #define FL_T float
 #define FL_SUF f32
 #define FL_EXP fl_expf
 #define FL_EXPS fl_expf_nonpos   /* exp of x - max (<= 0) */
-#ifdef FL_EXP_SHIFTED_F32   /* AVX-512 */
+#ifdef FL_EXP_SHIFTED_F32   /* AVX-512, AVX2 */
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F32   /* the same over a contiguous stretch */
 #define FL_ROW_MAX_VEC FL_ROW_MAX_F32           /* max of a contiguous row */
 #define FL_MAX_EXCEEDS_VEC FL_MAX_EXCEEDS_F32   /* ... whether it exceeds a value */
@@ -201,7 +223,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_SUF f64
 #define FL_EXP fl_exp
 #define FL_EXPS fl_exp_nonpos
-#ifdef FL_EXP_SHIFTED_F64   /* AVX-512 */
+#ifdef FL_EXP_SHIFTED_F64   /* AVX-512, AVX2 */
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F64
 #define FL_EXP_SHIFTED_SUM_VEC FL_EXP_SHIFTED_SUM_F64   /* ... also summing it */
 #define FL_ROW_MAX_VEC FL_ROW_MAX_F64
