@@ -18,7 +18,7 @@
  *            a row of n elements with class stride sa[1].
  *            Two or three passes over the row; the row stays in L1/L2 between
  *            passes, so memory sees it once.  Long contiguous rows in the AVX-512
- *            build: one read of the row, block by block ("rows read once" below),
+ *            and AVX2 builds: one read of the row, block by block ("rows read once" below),
  *            then the pass that writes the output.
  *   tiles    inner == 1, n <= FL_FLAT_MAX_N and packed rows: a loop along a row of
  *            10 never reaches its vector body, so blocks of rows are transposed
@@ -34,7 +34,7 @@ static inline __attribute__((always_inline)) FL_T
 FL_FN(row_max)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
 {
 #ifdef FL_ROW_MAX_VEC
-    if (cs == 1) return FL_ROW_MAX_VEC(x, n);   /* AVX-512: fl_math_avx512.h */
+    if (cs == 1) return FL_ROW_MAX_VEC(x, n);   /* fl_math_avx512.h, fl_math_avx2.h */
 #endif
     FL_T m = -INFINITY;
 #pragma omp simd reduction(max:m)
@@ -64,7 +64,7 @@ static inline __attribute__((always_inline)) double
 FL_FN(sum_as_double)(const FL_T *e, ptrdiff_t n)
 {
 #ifdef FL_SUM_AS_DOUBLE_VEC
-    return FL_SUM_AS_DOUBLE_VEC(e, n);          /* AVX-512 float: fl_math_avx512.h */
+    return FL_SUM_AS_DOUBLE_VEC(e, n);          /* float: fl_math_avx512.h, fl_math_avx2.h */
 #endif
     double s = 0.0;
 #pragma omp simd reduction(+:s)
@@ -80,7 +80,7 @@ static inline __attribute__((always_inline)) void
 FL_FN(exp_shifted_plain)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len)
 {
 #ifdef FL_EXP_SHIFTED_VEC
-    FL_EXP_SHIFTED_VEC(x, m, e, len);   /* AVX-512: fl_math_avx512.h */
+    FL_EXP_SHIFTED_VEC(x, m, e, len);   /* fl_math_avx512.h, fl_math_avx2.h */
 #else
 #pragma omp simd
     for (ptrdiff_t j = 0; j < len; j++) e[j] = FL_EXPS(x[j] - m);
@@ -105,7 +105,7 @@ FL_FN(exp_shifted)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf
 static inline __attribute__((always_inline)) int
 FL_FN(max_exceeds)(const FL_T *x, ptrdiff_t n, FL_T m)
 {
-#ifdef FL_MAX_EXCEEDS_VEC   /* AVX-512: fl_math_avx512.h */
+#ifdef FL_MAX_EXCEEDS_VEC   /* fl_math_avx512.h, fl_math_avx2.h */
     return FL_MAX_EXCEEDS_VEC(x, n, m);
 #else
     return FL_FN(row_max)(x, n, 1) > m;
@@ -116,7 +116,7 @@ FL_FN(max_exceeds)(const FL_T *x, ptrdiff_t n, FL_T m)
 static inline __attribute__((always_inline)) double
 FL_FN(exp_shifted_sum)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf)
 {
-#ifdef FL_EXP_SHIFTED_SUM_VEC   /* AVX-512, double: one loop (fl_math_avx512.h) */
+#ifdef FL_EXP_SHIFTED_SUM_VEC   /* double: one loop (fl_math_avx512.h, fl_math_avx2.h) */
     if (!pf)
         return FL_EXP_SHIFTED_SUM_VEC(x, m, e, len);
     double s = 0.0;
@@ -183,7 +183,7 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
 
 /* ------------------------------------------------------------------ rows read once */
 
-/* Long contiguous rows in the AVX-512 build are read from memory once (an online
+/* Long contiguous rows in the SIMD builds are read from memory once (an online
  * normalizer, Milakov & Gimelshein 2018): the row is cut into blocks of
  * FL_ONLINE_BLOCK elements; each block's max is taken as it comes from memory and its
  * exponentials right after, from L1, relative to the running max m.  When a block
@@ -209,11 +209,11 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
 #ifndef FL_ONLINE_MIN_ROW_BYTES   /* rows this long or longer; -D to compare the two */
 #define FL_ONLINE_MIN_ROW_BYTES 16384 /* measured only on rows of 128 KiB and more */
 #endif
-/* Only the AVX-512 build reads rows once (kernels_all.h sets FL_ONLINE_ROWS): built for
- * the AVX2 level, whose blocks run gcc's `omp simd` loops instead of the AVX-512 max and
- * exp, one read measured 1.75x slower than two passes on the same Intel (cross_entropy
- * (2048, 32000) 39.9 -> 69.7 ms, (512, 128256) 42.5 -> 70.0 ms, 1 thread; not
- * profiled).  The other builds keep the two passes. */
+/* The AVX-512 and AVX2 builds read rows once (kernels_all.h sets FL_ONLINE_ROWS), with
+ * their hand-written blocks (fl_math_avx512.h, fl_math_avx2.h).  The baseline build keeps
+ * the two passes: with gcc's `omp simd` loops for the block's max and exp, one read
+ * measured 1.75x slower than two passes (cross_entropy at the AVX2 level on an Intel
+ * Xeon, before the AVX2 blocks were written by hand). */
 #ifndef FL_ONLINE_ROWS
 #define FL_ONLINE_ROWS 0
 #endif
@@ -282,7 +282,7 @@ FL_FN(online_blocks)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t j0, ptrdiff_
     /* blocks from the row's start, not from a 64-byte boundary: the result depends on
      * where the raises fall, and must not depend on the array's address */
     for (; j0 < j1; j0 += FL_ONLINE_BLOCK) {
-#ifdef FL_ONLINE_RUN_VEC   /* AVX-512 float: the common case (fl_math_avx512.h) */
+#ifdef FL_ONLINE_RUN_VEC   /* float: the common case (fl_math_avx512.h, fl_math_avx2.h) */
         if (m != -INFINITY) {
             const ptrdiff_t done = FL_ONLINE_BLOCK * FL_ONLINE_RUN_VEC(
                 x + j0, g ? g + j0 : NULL, pg ? pg + j0 : NULL, pf,
@@ -543,7 +543,7 @@ FL_FN(stream_piece)(FL_T *y, const FL_T *src, ptrdiff_t b, ptrdiff_t e, FL_T m, 
     const ptrdiff_t len = e - b;
     const FL_T *sc = src + b;
 #ifdef FL_STREAM_SCALE_VEC
-    if (!((uintptr_t)(y + b) & 63)) {          /* AVX-512: fl_math_avx512.h */
+    if (!((uintptr_t)(y + b) & 63)) {          /* fl_math_avx512.h, fl_math_avx2.h */
         FL_STREAM_SCALE_VEC(y + b, sc, len, m, k, log_mode);
         return;
     }
@@ -752,8 +752,8 @@ FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, pt
 /* ------------------------------------------------------------------ tiles (small n) */
 
 /* tile[j * FL_COL_BLOCK + r] = x[r * n + j] for r < len <= FL_COL_BLOCK, j < n <=
- * FL_FLAT_MAX_N: `len` packed rows into an L1 tile, one class per tile row.  AVX-512
- * builds transpose groups of rows in registers (fl_tile_avx512.h); the rest of the rows
+ * FL_FLAT_MAX_N: `len` packed rows into an L1 tile, one class per tile row.  The SIMD
+ * builds transpose groups of rows in registers (fl_tile_avx512.h, fl_tile_avx2.h); the rest of the rows
  * (and other builds) go element by element, reading in memory order. */
 static inline __attribute__((always_inline)) void
 FL_FN(tile_in)(const FL_T *x, FL_T *tile, ptrdiff_t n, ptrdiff_t len)
