@@ -14,8 +14,8 @@ How it is built (one job per layer):
               its fallback are called (one calling convention: the fallback has the
               same signature), its variants (``fresh`` output allocated by every call,
               ``out=`` a preallocated output reused, ``out=logits`` in place), its
-              peers (SciPy, PyTorch, JAX, scikit-learn) and the bytes a call must move
-              through memory.
+              peers (SciPy, PyTorch eager and torch.compile, JAX, scikit-learn) and the
+              bytes a call must move through memory.
   SPECS       the registry, in the order of the table.  A function that ``fastloss``
               does not have (yet) is skipped with a note, so the benchmark runs while
               the library grows.
@@ -29,8 +29,9 @@ How it is built (one job per layer):
   format_table(), bench(), main()    the report.
 
 Every contender runs at the same thread count: ``fastloss.set_num_threads`` and, for
-PyTorch, ``torch.set_num_threads`` (scikit-learn gets ``n_threads``).  NumPy, SciPy and
-so the fallback are single-threaded; JAX's thread pool is fixed when it starts.
+PyTorch, ``torch.set_num_threads`` (torch.compile compiles once per thread count;
+scikit-learn gets ``n_threads``).  NumPy, SciPy and so the fallback are
+single-threaded; JAX's thread pool is fixed when it starts.
 """
 from __future__ import annotations
 
@@ -123,7 +124,19 @@ IN_ROW_YARDSTICK_DIVISOR = 4
 
 TARGET_ITEMSIZE = np.dtype(np.int64).itemsize  # class-index targets are int64
 
-PEER_NAMES = ("scipy", "torch", "jax", "sklearn")
+# "torch.compile" is PyTorch's Inductor (CPU) on the same calls: a peer of its own, so a
+# run can leave out its compile time (--peers scipy,torch,jax,sklearn).
+PEER_NAMES = ("scipy", "torch", "torch.compile", "jax", "sklearn")
+
+
+# --simd LEVEL: fastloss's level (set_simd_level) and what the peers are told, through
+# the variables they read when they start (so set before torch and jax are imported):
+# PyTorch's ATEN_CPU_CAPABILITY (its kernels' dispatch, and Inductor's vector ISA) and
+# XLA's --xla_cpu_max_isa.  On an AVX-512 host, --simd avx2 compares every side's AVX2
+# build.
+SIMD_LEVELS = ("baseline", "avx2", "avx512")
+ATEN_CPU_CAPABILITY = {"baseline": "default", "avx2": "avx2", "avx512": "avx512"}
+XLA_CPU_MAX_ISA = {"baseline": "SSE4_2", "avx2": "AVX2", "avx512": "AVX512"}
 
 
 def _cores():
@@ -223,7 +236,7 @@ class Peers:
         self.missing = {}
         for name in wanted:
             try:
-                self.modules[name] = getattr(self, f"_load_{name}")()
+                self.modules[name] = getattr(self, f"_load_{name.replace('.', '_')}")()
                 self.versions[name] = self.modules[name]["version"]
             except Exception as exc:  # noqa: BLE001 - any failure means "not available"
                 self.missing[name] = f"{type(exc).__name__}: {exc}"
@@ -249,6 +262,24 @@ class Peers:
         return {"version": torch.__version__, "torch": torch, "F": F}
 
     @staticmethod
+    def _load_torch_compile():
+        import torch
+        import torch.nn.functional as F
+
+        if not hasattr(torch, "compile"):
+            raise RuntimeError(f"torch {torch.__version__} has no torch.compile")
+        # Inductor CPU builds C++: no compiler, no peer (a compile failing for another
+        # reason drops the peer later, with a note: see _torch_compile_builder).
+        with contextlib.suppress(ImportError, AttributeError):
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            get_cpp_compiler()
+        return {"version": torch.__version__, "torch": torch, "F": F,
+                "sources": _torch_compile_sources(torch, F),
+                "compiled": {},  # (function, shape, dtype, threads) -> (fn, compile s)
+                "failed": None, "isa": None}
+
+    @staticmethod
     def _load_jax():
         import jax
 
@@ -266,8 +297,9 @@ class Peers:
         return {"version": sklearn.__version__, "HalfMultinomialLoss": HalfMultinomialLoss}
 
     def set_num_threads(self, n):
-        if "torch" in self.modules:
-            self.modules["torch"]["torch"].set_num_threads(n)
+        for name in ("torch", "torch.compile"):
+            if name in self.modules:
+                self.modules[name]["torch"].set_num_threads(n)
 
 
 @dataclass
@@ -287,6 +319,7 @@ class Ctx:
 
     peers: Peers
     threads: int = 1
+    progress: Callable[[str], None] | None = None  # one line per slow step (a compile)
 
 
 # --- peer builders: (name, pool, variant, ctx, input kinds) -> Contender or None ------
@@ -443,6 +476,102 @@ def _jax_builder(name, pool, variant, ctx, kinds):
                  settle=JAX_SETTLE_SECONDS)
 
 
+# --- torch.compile (Inductor CPU) -------------------------------------------------------
+# What is compiled, per function.  cross_entropy_with_grad compiles the forward only:
+# AOTAutograd then compiles its backward too (at the first backward call), and
+# torch.autograd.grad runs it, the way a compiled training step does.
+def _torch_compile_sources(torch, F):
+    return {
+        "softmax": lambda x: torch.softmax(x, -1),
+        "log_softmax": lambda x: torch.log_softmax(x, -1),
+        "cross_entropy": lambda x, t: F.cross_entropy(x, t),
+        "cross_entropy_with_grad": lambda x, t: F.cross_entropy(x, t),
+    }
+
+
+TORCH_COMPILE_NOTES = {
+    "softmax": "torch.softmax(x, -1)",
+    "log_softmax": "torch.log_softmax(x, -1)",
+    "cross_entropy": "F.cross_entropy(x, t)",
+    "cross_entropy_with_grad": "F.cross_entropy(x, t) forward (AOTAutograd compiles its "
+                               "backward) + torch.autograd.grad: fresh gradient",
+}
+
+
+def _own_code(fn, tag):
+    """A copy of ``fn`` with a code object of its own.  Dynamo keeps its compiled entries
+    on the code object, one per guard set (shape, dtype, and the thread count, which
+    Inductor bakes into its C++ as ``omp parallel num_threads(T)``), and past
+    ``recompile_limit`` (8) entries it runs the function eagerly.  A copy per
+    (function, shape, dtype, threads) holds one entry: compiled once, never evicted."""
+    code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_{tag}")
+    return type(fn)(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
+def _torch_compile_call(tc, name, f, pool):
+    """The timed call of the compiled ``f`` on the pool's arrays (shared memory)."""
+    torch = tc["torch"]
+    X = torch.from_numpy(pool["logits"])
+    if name == "cross_entropy_with_grad":
+        X.requires_grad_(True)  # autograd never writes X, so it may share the pool's array
+    args = [X] + ([torch.from_numpy(pool["target"])] if name.startswith("cross") else [])
+    if name != "cross_entropy_with_grad":
+        return lambda: f(*args)
+
+    def call():
+        loss = f(*args)
+        (g,) = torch.autograd.grad(loss, X)
+        return loss, g
+
+    return call
+
+
+def _torch_compile_builder(name, pool, variant, ctx, kinds):
+    tc = ctx.peers["torch.compile"]
+    torch = tc["torch"]
+    if name not in TORCH_COMPILE_NOTES:
+        return None
+    if name.startswith("cross_entropy") and len(pool.shape) != 2:
+        return None
+    if tc["failed"]:  # one failed compile (a broken compiler or install) is enough
+        raise RuntimeError(f"compile failed: {tc['failed']}")
+    key = (name, pool.shape, pool.dtype.name, ctx.threads)
+    if key not in tc["compiled"]:
+        # Compiled here, outside measure(): its warm-up would otherwise time the compile
+        # and size the row's samples by it.
+        tag = f"{'x'.join(map(str, pool.shape))}_{pool.dtype.name}_t{ctx.threads}"
+        f = torch.compile(_own_code(tc["sources"][name], tag), dynamic=False, fullgraph=True)
+        t0 = time.perf_counter()
+        try:
+            _torch_compile_call(tc, name, f, pool)()
+        except Exception as exc:  # noqa: BLE001 - the peer is dropped for the run
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            tc["failed"] = f"{type(exc).__name__}: {first}"
+            raise RuntimeError(f"compile failed: {tc['failed']}") from None
+        tc["compiled"][key] = (f, time.perf_counter() - t0)
+        tc["isa"] = tc["isa"] or _inductor_isa(torch)
+        if ctx.progress:
+            ctx.progress(f"torch.compile {name} {tag}: compiled in "
+                         f"{tc['compiled'][key][1]:.1f} s (not timed)")
+    f, seconds = tc["compiled"][key]
+    note = (f"torch.compile(dynamic=False, fullgraph=True) of {TORCH_COMPILE_NOTES[name]};"
+            f" Inductor C++ ({tc['isa']}), compiled in {seconds:.1f} s before"
+            " the timing")
+    return _peer("torch.compile", _torch_compile_call(tc, name, f, pool),
+                 name != "cross_entropy", note)
+
+
+def _inductor_isa(torch):
+    """The vector ISA Inductor's C++ is built for (it follows ATEN_CPU_CAPABILITY)."""
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+        isa = pick_vec_isa()
+        return f"vec ISA {isa}" if isa else "no vec ISA: scalar code"
+    except Exception:  # noqa: BLE001 - a private API: say so rather than fail
+        return "vec ISA unknown"
+
+
 def _sklearn_builder(name, pool, variant, ctx, kinds):
     if name not in ("cross_entropy", "cross_entropy_with_grad") or len(pool.shape) != 2:
         return None
@@ -469,6 +598,7 @@ def _sklearn_builder(name, pool, variant, ctx, kinds):
 PEER_BUILDERS = {
     "scipy": _scipy_builder,
     "torch": _torch_builder,
+    "torch.compile": _torch_compile_builder,
     "jax": _jax_builder,
     "sklearn": _sklearn_builder,
 }
@@ -537,10 +667,10 @@ SPECS = (
     # --- softmax family ---------------------------------------------------------------
     _spec("softmax", "softmax", ["logits"], reads_nc=1, writes_nc=1,
           variants=FRESH_OUT, out_like="logits", kwargs={"axis": -1},
-          peers=("scipy", "torch", "jax")),
+          peers=("scipy", "torch", "torch.compile", "jax")),
     _spec("log_softmax", "softmax", ["logits"], reads_nc=1, writes_nc=1,
           variants=FRESH_OUT, out_like="logits", kwargs={"axis": -1},
-          peers=("scipy", "torch", "jax")),
+          peers=("scipy", "torch", "torch.compile", "jax")),
     # The output is one value per row: reusing it changes nothing worth a row.
     _spec("logsumexp", "softmax", ["logits"], reads_nc=1, writes_n=1, kwargs={"axis": -1},
           peers=("scipy", "torch", "jax")),
@@ -551,10 +681,10 @@ SPECS = (
           peers=("torch",)),
     # --- cross-entropy family ---------------------------------------------------------
     _spec("cross_entropy", "cross_entropy", ["logits", "target"], reads_nc=1, targets=1,
-          peers=("torch", "jax", "sklearn")),
+          peers=("torch", "torch.compile", "jax", "sklearn")),
     _spec("cross_entropy_with_grad", "cross_entropy", ["logits", "target"], reads_nc=1,
           targets=1, writes_nc=1, variants=("fresh", "out=logits"),
-          peers=("torch", "jax", "sklearn")),
+          peers=("torch", "torch.compile", "jax", "sklearn")),
     _spec("cross_entropy_backward", "cross_entropy", ["logits", "target"], reads_nc=1,
           targets=1, writes_nc=1, variants=FRESH_OUT, out_like="logits"),
     # nll_loss reads one log-probability per row (any floats serve as log-probabilities).
@@ -841,6 +971,80 @@ def _yardstick(what, threads_list, yardsticks, repeats, progress):
 
 
 # ---------------------------------------------------------------------------------------
+# SIMD level of every side
+# ---------------------------------------------------------------------------------------
+def simd_environment(level, environ=None):
+    """The environment variables ``--simd LEVEL`` sets: ``{name: value}``.  XLA_FLAGS
+    keeps its other flags and gets ``--xla_cpu_max_isa`` (replaced if there)."""
+    environ = os.environ if environ is None else environ
+    xla = [f for f in environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_cpu_max_isa")]
+    return {"ATEN_CPU_CAPABILITY": ATEN_CPU_CAPABILITY[level],
+            "XLA_FLAGS": " ".join([*xla, f"--xla_cpu_max_isa={XLA_CPU_MAX_ISA[level]}"])}
+
+
+def apply_simd(level, environ=None):
+    """Set the peers' environment variables (before torch or jax is imported) and
+    fastloss's SIMD level; returns warnings (a list of str) for what could not take
+    effect.  A level the CPU lacks raises ``ValueError`` (from fastloss)."""
+    import fastloss
+
+    environ = os.environ if environ is None else environ
+    if level not in SIMD_LEVELS:
+        raise ValueError(f"SIMD level must be one of {SIMD_LEVELS}; got {level!r}")
+    warns = [f"{mod} was imported before --simd: its {var} may not take effect"
+             for mod, var in (("torch", "ATEN_CPU_CAPABILITY"), ("jax", "XLA_FLAGS"))
+             if mod in sys.modules]
+    environ.update(simd_environment(level, environ))
+    try:
+        fastloss.set_simd_level(level)
+    except RuntimeError as exc:  # no compiled extension: the peers are still set
+        warns.append(f"fastloss: {exc}")
+    return warns
+
+
+def simd_levels(requested, peers, environ=None):
+    """What each side runs at (the JSON's ``machine.simd_levels``): fastloss's level,
+    what torch reports (``torch.backends.cpu.get_cpu_capability()``), and the
+    environment variables that set them (the user's own, without ``--simd``)."""
+    import fastloss
+
+    environ = os.environ if environ is None else environ
+    info = {"requested": requested, "fastloss": fastloss.get_simd_level(),
+            "FASTLOSS_SIMD": environ.get("FASTLOSS_SIMD")}
+    torch = next((peers[n]["torch"] for n in ("torch", "torch.compile") if n in peers), None)
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            info["torch"] = torch.backends.cpu.get_cpu_capability()
+    info["ATEN_CPU_CAPABILITY"] = environ.get("ATEN_CPU_CAPABILITY")
+    info["XLA_FLAGS"] = environ.get("XLA_FLAGS")
+    if "jax" in peers:  # XLA has no call that reports its ISA: the flag it was given
+        isa = [f for f in (info["XLA_FLAGS"] or "").split() if "xla_cpu_max_isa" in f]
+        info["jax"] = isa[-1].partition("=")[2] if isa else "best"
+    return info
+
+
+def _simd_line(info):
+    """The header's line: ``fastloss avx2; torch AVX2 (ATEN_CPU_CAPABILITY=avx2); ...``."""
+    if not info:
+        return None
+    env = info.get("FASTLOSS_SIMD")
+    parts = [f"fastloss {info.get('fastloss') or 'none (no extension)'}"
+             + (f" (FASTLOSS_SIMD={env})" if env and not info.get("requested") else "")]
+    aten = info.get("ATEN_CPU_CAPABILITY")
+    if info.get("torch") or aten:
+        parts.append(f"torch {info.get('torch') or '?'}"
+                     + (f" (ATEN_CPU_CAPABILITY={aten})" if aten else ""))
+    if info.get("inductor"):
+        parts.append(f"torch.compile {info['inductor']}")
+    if info.get("jax"):
+        parts.append(f"jax {info['jax']}" + (" (XLA_FLAGS --xla_cpu_max_isa)"
+                                             if info["jax"] != "best" else ""))
+    where = f" (--simd {info['requested']})" if info.get("requested") else ""
+    return f"  SIMD{where}: " + "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------
 # Machine facts
 # ---------------------------------------------------------------------------------------
 def machine_info():
@@ -900,6 +1104,7 @@ class Settings:
     min_sample: float | None = None
     copy_bytes: int = COPY_BYTES
     backend: str | None = None
+    simd: str | None = None  # "baseline", "avx2", "avx512": every side (see apply_simd)
     # Per-family defaults used where ``shapes``/``dtypes`` are None, e.g.
     # ``{"softmax": (((64, 10), (8192, 1000)), ("float32", "float64")), ...}``
     # (benchmarks/run_suite.py's grid).  A family missing here keeps the built-in defaults.
@@ -959,6 +1164,10 @@ def run(settings=None, progress=None, **kwargs):
     say = progress or (lambda msg: None)
     if settings.backend:
         fastloss.set_backend(settings.backend)
+    saved_simd = fastloss.get_simd_level()
+    if settings.simd:
+        for w in apply_simd(settings.simd):  # before Peers imports torch and jax
+            say(f"warning: {w}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > 0.5:
         say(f"note: load average {load:.2f} before the run: other processes share the "
@@ -966,6 +1175,10 @@ def run(settings=None, progress=None, **kwargs):
     peers = Peers(settings.peers)
     for name, why in peers.missing.items():
         say(f"peer {name} not available ({why.splitlines()[0][:100]})")
+    simd = simd_levels(settings.simd, peers)
+    if (settings.simd and simd.get("torch")
+            and simd["torch"].lower() != ATEN_CPU_CAPABILITY[settings.simd]):
+        say(f"warning: torch runs at {simd['torch']}, not {settings.simd}")
     fallback = _fallback_module()
     groups, skipped = plan(settings)
     for s in skipped:
@@ -979,14 +1192,14 @@ def run(settings=None, progress=None, **kwargs):
             "functions": list(settings.functions), "threads": list(settings.threads),
             "repeats": settings.repeats, "quick": settings.quick,
             "row_budget_seconds": settings.budget, "min_sample_seconds": settings.min_sample,
-            "peers_requested": list(settings.peers),
+            "peers_requested": list(settings.peers), "simd": settings.simd,
             "shapes": None if settings.shapes is None else [list(s) for s in settings.shapes],
             "dtypes": None if settings.dtypes is None else list(settings.dtypes),
             "grid": None if settings.grid is None else {
                 fam: {"shapes": [list(s) for s in sh], "dtypes": list(dt)}
                 for fam, (sh, dt) in settings.grid.items()},
         },
-        "machine": machine_info(),
+        "machine": {**machine_info(), "simd_levels": simd},
         "fastloss_config": _fastloss_config(),
         "versions": {"numpy": np.__version__, **peers.versions},
         "peers_missing": peers.missing,
@@ -1000,7 +1213,7 @@ def run(settings=None, progress=None, **kwargs):
         say("fastloss.fallback cannot be imported: no fallback column")
 
     saved_threads = fastloss.get_num_threads()
-    ctx = Ctx(peers)
+    ctx = Ctx(peers, progress=say)
     n_rows = sum(
         len(spec.variants) * len(settings.threads) for _, specs in groups for spec in specs)
     row_no = 0
@@ -1051,6 +1264,10 @@ def run(settings=None, progress=None, **kwargs):
         say("interrupted: reporting the rows measured so far")
     finally:
         fastloss.set_num_threads(saved_threads)
+        if settings.simd and saved_simd:
+            fastloss.set_simd_level(saved_simd)
+    if "torch.compile" in peers and peers["torch.compile"]["isa"]:
+        simd["inductor"] = peers["torch.compile"]["isa"]
     if hasattr(os, "getloadavg"):
         result["machine"]["loadavg_end"] = list(os.getloadavg())
     return result
@@ -1173,6 +1390,9 @@ def format_table(result):
         f"  CPU: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores"
         f" ({' '.join(m.get('simd_flags', []))})",
     ]
+    simd_line = _simd_line(m.get("simd_levels"))
+    if simd_line:
+        lines.append(simd_line)
     if "loadavg_start" in m:
         end = m.get("loadavg_end")
         lines.append(f"  load average (1 min): {m['loadavg_start'][0]:.2f} at the start"
@@ -1263,7 +1483,7 @@ def format_table(result):
 
 
 def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, quick=False,
-          peers=PEER_NAMES, json_file=None, file=None, progress=None):
+          peers=PEER_NAMES, json_file=None, file=None, progress=None, simd=None):
     """Run the benchmark and print the table (to ``file``, default stdout).
 
     Parameters
@@ -1281,13 +1501,18 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
     quick : bool
         Fewer shapes and repeats: under a minute.
     peers : sequence of str
-        Peers to include when installed, among ``"scipy", "torch", "jax", "sklearn"``.
+        Peers to include when installed, among ``"scipy", "torch", "torch.compile",
+        "jax", "sklearn"``.
     json_file : str, optional
         Also write every figure as JSON there.
     file : file-like, optional
         Where the table goes (default stdout).
     progress : callable or False, optional
         Called with one line per step; default: print to stderr; False: silent.
+    simd : str, optional
+        ``"baseline"``, ``"avx2"`` or ``"avx512"``: fastloss's SIMD level for the run,
+        and ATEN_CPU_CAPABILITY / XLA_FLAGS for PyTorch and JAX (which read them when
+        imported: call this before importing them).
 
     Returns
     -------
@@ -1299,7 +1524,7 @@ def bench(functions=None, shapes=None, dtypes=None, threads=None, repeats=None, 
         shapes=None if shapes is None else tuple(tuple(s) for s in shapes),
         dtypes=None if dtypes is None else tuple(dtypes),
         threads=None if threads is None else tuple(threads),
-        repeats=repeats, quick=quick, peers=tuple(peers)),
+        repeats=repeats, quick=quick, peers=tuple(peers), simd=simd),
         progress=_stderr if progress is None else (progress or None))
     print(format_table(result), file=file or sys.stdout)
     if json_file:
@@ -1388,7 +1613,8 @@ def make_parser():
     p = argparse.ArgumentParser(
         prog="python -m fastloss.bench",
         description="Benchmark fastloss against its NumPy fallback and, when installed, "
-                    "SciPy, PyTorch (CPU), JAX and scikit-learn.  The table goes to stdout, "
+                    "SciPy, PyTorch (CPU, eager and torch.compile), JAX and scikit-learn.  "
+                    "The table goes to stdout, "
                     "progress to stderr.")
     p.add_argument("--quick", action="store_true",
                    help="fewer shapes and repeats: under a minute")
@@ -1413,10 +1639,15 @@ def make_parser():
                    help=f"minimum duration of one timed sample: the call repeats inside it "
                         f"(default {MIN_SAMPLE_SECONDS}, {QUICK_MIN_SAMPLE_SECONDS} with --quick)")
     p.add_argument("--peers", type=_peers, default=PEER_NAMES, metavar="NAMES",
-                   help="peers to include when installed: scipy,torch,jax,sklearn, all, none "
-                        "(default all)")
+                   help="peers to include when installed: scipy,torch,torch.compile,jax,"
+                        "sklearn, all, none (default all)")
     p.add_argument("--backend", choices=("cython", "numpy"),
                    help="fastloss backend to time (default: the active one)")
+    p.add_argument("--simd", choices=SIMD_LEVELS, metavar="LEVEL",
+                   help="SIMD level of every side: fastloss's, PyTorch's "
+                        "ATEN_CPU_CAPABILITY (default/avx2/avx512) and JAX's "
+                        "--xla_cpu_max_isa (SSE4_2/AVX2/AVX512); one of "
+                        f"{', '.join(SIMD_LEVELS)} (default: each side's best)")
     p.add_argument("--copy-mb", type=_positive_int, default=COPY_BYTES // 2**20, metavar="MB",
                    help=f"size of each array of the copy-bandwidth yardstick "
                         f"(default {COPY_BYTES // 2**20})")
@@ -1458,10 +1689,17 @@ def _warn_if_extension_missing(progress):
 
 
 def main(argv=None):
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
     if args.list:
         _list(sys.stdout)
         return 0
+    if args.simd:
+        import fastloss
+
+        available = fastloss.available_simd_levels()
+        if available and args.simd not in available:
+            parser.error(f"--simd {args.simd}: this CPU has {', '.join(available)}")
 
     progress = _stderr
     _warn_if_extension_missing(progress)
@@ -1469,7 +1707,7 @@ def main(argv=None):
         functions=args.functions, shapes=args.shapes, dtypes=args.dtypes,
         threads=args.threads, repeats=args.repeats, quick=args.quick, peers=args.peers,
         budget=args.budget, min_sample=args.min_sample, copy_bytes=args.copy_mb * 2**20,
-        backend=args.backend)
+        backend=args.backend, simd=args.simd)
     result = run(settings, progress=progress)
     print(format_table(result), flush=True)
     if args.json:

@@ -15,6 +15,12 @@ import fastloss
 REQUIRE_EXTENSION = os.environ.get("FASTLOSS_REQUIRE_EXTENSION", "") == "1"
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "torch_compile: compiles with torch.compile (Inductor CPU and a C++ "
+                   "compiler: seconds); -m 'not torch_compile' skips it")
+
+
 def _extension_loaded():
     try:
         from fastloss._lib import kernels  # noqa: F401

@@ -217,7 +217,7 @@ def test_table_prints_slowdowns_as_measured():
 
 @pytest.mark.parametrize("argv", [["--shapes", "10y3"], ["--dtypes", "int8"],
                                   ["--functions", "nope"], ["--threads", "0"],
-                                  ["--peers", "tensorflow"]])
+                                  ["--peers", "tensorflow"], ["--simd", "sse2"]])
 def test_bad_flags_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(argv)
@@ -240,3 +240,126 @@ def test_bandwidth_yardsticks_compute_what_they_time(threads):
     dst = np.zeros_like(src)
     kernels.stream_copy(dst.view(np.int8), src.view(np.int8), threads)
     np.testing.assert_array_equal(dst, src)
+
+
+# --- --simd ----------------------------------------------------------------------------
+def test_simd_and_peers_flags_parse():
+    args = bench.make_parser().parse_args(["--simd", "avx2", "--peers", "torch,torch.compile"])
+    assert args.simd == "avx2" and args.peers == ("torch", "torch.compile")
+    assert "torch.compile" in bench.make_parser().parse_args([]).peers  # on with "all"
+
+
+@pytest.mark.parametrize("level, aten, xla", [("baseline", "default", "SSE4_2"),
+                                              ("avx2", "avx2", "AVX2"),
+                                              ("avx512", "avx512", "AVX512")])
+def test_apply_simd_sets_the_peers_environment(monkeypatch, level, aten, xla):
+    set_levels = []
+    monkeypatch.setattr(fastloss, "set_simd_level", set_levels.append)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    # XLA_FLAGS keeps the user's other flags; an old --xla_cpu_max_isa is replaced
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX512 --xla_dump_to=/tmp/x")
+    for mod in ("torch", "jax"):  # not imported yet: the variables will take effect
+        monkeypatch.delitem(sys.modules, mod, raising=False)
+    assert bench.apply_simd(level) == []
+    assert os.environ["ATEN_CPU_CAPABILITY"] == aten
+    assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/tmp/x --xla_cpu_max_isa={xla}"
+    assert set_levels == [level]
+    # too late for a peer already imported: said so
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    assert any("ATEN_CPU_CAPABILITY" in w for w in bench.apply_simd(level))
+    with pytest.raises(ValueError):
+        bench.apply_simd("sse2")
+
+
+def test_run_sets_simd_before_the_peers_load_and_reports_it(monkeypatch):
+    levels = fastloss.available_simd_levels()
+    if not levels:
+        pytest.skip("compiled extension not available")
+    level, before = levels[0], fastloss.get_simd_level()
+    seen = {}
+
+    class SpyPeers(bench.Peers):
+        def __init__(self, wanted):
+            seen["env"] = os.environ.get("ATEN_CPU_CAPABILITY")
+            seen["fastloss"] = fastloss.get_simd_level()
+            super().__init__(wanted)
+
+    monkeypatch.setattr(bench, "Peers", SpyPeers)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv("FASTLOSS_SIMD", raising=False)
+    result = bench.run(functions=(), threads=(1,), peers=(), copy_bytes=2**20, simd=level)
+    assert seen == {"env": bench.ATEN_CPU_CAPABILITY[level], "fastloss": level}
+    assert result["settings"]["simd"] == level
+    info = result["machine"]["simd_levels"]
+    assert info["requested"] == info["fastloss"] == level
+    assert f"SIMD (--simd {level}): fastloss {level}" in bench.format_table(result)
+    assert fastloss.get_simd_level() == before  # restored after the run
+
+
+def test_header_reports_the_users_own_simd_variables(monkeypatch):
+    monkeypatch.setenv("FASTLOSS_SIMD", "avx2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    info = bench.simd_levels(None, bench.Peers(()))
+    assert info["FASTLOSS_SIMD"] == "avx2" and info["ATEN_CPU_CAPABILITY"] == "avx2"
+    info.update(fastloss="avx2", torch="AVX2")  # as a run with torch would find them
+    assert bench._simd_line(info) == (
+        "  SIMD: fastloss avx2 (FASTLOSS_SIMD=avx2); torch AVX2 (ATEN_CPU_CAPABILITY=avx2)")
+
+
+# --- torch.compile ---------------------------------------------------------------------
+def test_torch_compile_is_a_peer_of_the_four_functions():
+    assert "torch.compile" in bench.PEER_NAMES
+    have = {s.name for s in bench.SPECS if "torch.compile" in s.peers}
+    assert have == {"softmax", "log_softmax", "cross_entropy", "cross_entropy_with_grad"}
+    assert set(bench.TORCH_COMPILE_NOTES) == have
+
+
+def test_torch_compile_failure_drops_the_peer_with_a_note(monkeypatch):
+    torch = pytest.importorskip("torch")
+
+    def no_compiler(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler\nmore text")
+        return call
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    peers = bench.Peers(("torch.compile",))
+    if "torch.compile" not in peers:
+        pytest.skip(peers.missing["torch.compile"])
+    pool = bench.InputPool((8, 5), "float32")
+    ctx = bench.Ctx(peers)
+    notes = []
+    for name in ("softmax", "cross_entropy"):  # the second does not try again
+        spec = bench.SPEC_BY_NAME[name]
+        contenders = bench.build_contenders(spec, pool, "fresh", ctx, _softmax, None, notes)
+        assert [c.name for c in contenders] == ["fastloss"]
+    assert len(notes) == 4  # per row: no fallback, and the compile's note
+    assert notes[1] == notes[3] == ("torch.compile dropped: RuntimeError: compile failed: "
+                                    "RuntimeError: InvalidCxxCompiler: no working C++ compiler")
+
+
+@pytest.mark.torch_compile
+def test_torch_compile_cross_entropy_with_grad_matches_fastloss():
+    # One compile (seconds): the forward + backward peer on a tiny shape.  Skip with
+    # -m "not torch_compile".
+    pytest.importorskip("torch")
+    peers = bench.Peers(("torch.compile",))
+    if "torch.compile" not in peers:
+        pytest.skip(peers.missing["torch.compile"])
+    pool = bench.InputPool((16, 10), "float32")
+    spec = bench.SPEC_BY_NAME["cross_entropy_with_grad"]
+    ctx = bench.Ctx(peers, threads=1, progress=lambda msg: None)
+    contenders = {}
+    for variant in spec.variants:
+        for c in bench.build_contenders(spec, pool, variant, ctx,
+                                        fastloss.cross_entropy_with_grad, None, []):
+            contenders[c.name, variant] = c
+    assert len(peers["torch.compile"]["compiled"]) == 1  # compiled once, for both rows
+    tc = contenders["torch.compile", "fresh"]
+    assert tc.allocates and "compiled in" in tc.note
+    loss, grad = tc.fn()
+    want_loss, want_grad = fastloss.cross_entropy_with_grad(pool["logits"], pool["target"])
+    assert float(loss.detach()) == pytest.approx(float(want_loss), rel=1e-5)
+    np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-4, atol=1e-7)
