@@ -195,10 +195,14 @@ FL_INLINE double fl_log(double x)
     double xs = tiny ? x * 18014398509481984.0 : x;    /* 2^54 */
     uint64_t bits = fl_f64_to_bits(xs);
     uint64_t shifted = bits - 0x3fe6a09e667f3bcdull;      /* bits of sqrt(1/2) */
-    int64_t e = (int64_t)shifted >> 52;
+    /* e + 1023 by a logical shift of shifted + (bits of 1.0), and e as a double through
+     * the 2^52 trick: AVX2 has neither a 64-bit arithmetic shift nor an int64 -> double
+     * conversion, and with either here gcc left every loop over fl_log scalar */
+    uint64_t biased = (bits + 0x00095f619980c433ull) >> 52;
     uint64_t mbits = (shifted & 0x000fffffffffffffull) + 0x3fe6a09e667f3bcdull;
     double m = fl_bits_to_f64(mbits);
-    double ef = (double)e - (tiny ? 54.0 : 0.0);
+    double ef = (fl_bits_to_f64(biased | 0x4330000000000000ull) - 4503599627371519.0)
+                - (tiny ? 54.0 : 0.0);                   /* 2^52 + 1023 */
     double f = m - 1.0;
     double s = f / (m + 1.0);
     double s2 = s * s;
