@@ -70,6 +70,8 @@ cdef extern from "fl_kernels.h" nogil:
     ctypedef double (*fl_margin_f32_fn)(const float *, const Py_ssize_t *, float *, float *, const fl_view3 *, Py_ssize_t, Py_ssize_t, const fl_margin_args *) noexcept nogil
     ctypedef double (*fl_margin_f64_fn)(const double *, const Py_ssize_t *, double *, double *, const fl_view3 *, Py_ssize_t, Py_ssize_t, const fl_margin_args *) noexcept nogil
 
+    ctypedef Py_ssize_t (*fl_count_labels_fn)(const int64_t *, Py_ssize_t, int64_t, int64_t) noexcept nogil
+
     ctypedef struct fl_kernel_table:
         const char *isa_name
         fl_softmax_f32_fn softmax_f32
@@ -92,6 +94,7 @@ cdef extern from "fl_kernels.h" nogil:
         fl_outside_f64_fn first_outside_f64
         fl_margin_f32_fn multi_margin_f32
         fl_margin_f64_fn multi_margin_f64
+        fl_count_labels_fn count_labels
 
     const fl_kernel_table *fl_active
     int FL_ISA_COUNT

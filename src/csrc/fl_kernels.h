@@ -145,6 +145,11 @@ typedef double (*fl_margin_f64_fn)(const double *x, const ptrdiff_t *target, dou
                                    double *g, const fl_view3 *v, ptrdiff_t lb, ptrdiff_t le,
                                    const fl_margin_args *a);
 
+/* How many of the n class indices are not ignore_index; -1 if one of them is outside
+ * [0, n_classes): the wrappers' label check and the "mean" denominator in one pass. */
+typedef ptrdiff_t (*fl_count_labels_fn)(const int64_t *labels, ptrdiff_t n, int64_t n_classes,
+                                        int64_t ignore_index);
+
 typedef struct {
     const char *isa_name;
     fl_softmax_f32_fn softmax_f32;
@@ -167,6 +172,7 @@ typedef struct {
     fl_outside_f64_fn first_outside_f64;
     fl_margin_f32_fn multi_margin_f32;
     fl_margin_f64_fn multi_margin_f64;
+    fl_count_labels_fn count_labels;
 } fl_kernel_table;
 
 /* Instruction-set levels, lowest first. */

@@ -255,6 +255,22 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_LOG1P
 #undef FL_TANH
 
+/* fl_count_labels_fn: branch-free, so that it vectorizes (64-bit compares: AVX2 and up;
+ * a negative label, seen as unsigned, is huge, so one compare tests both ends) */
+static ptrdiff_t FL_CAT(count_labels, FL_ISA)(const int64_t *labels, ptrdiff_t n,
+                                             int64_t n_classes, int64_t ignore_index)
+{
+    ptrdiff_t active = 0, bad = 0;
+#pragma omp simd reduction(+:active, bad)
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const int64_t v = labels[j];
+        const ptrdiff_t a = v != ignore_index;
+        active += a;
+        bad += a & ((uint64_t)v >= (uint64_t)n_classes);
+    }
+    return bad ? -1 : active;
+}
+
 #define FL_STR_(x) #x
 #define FL_STR(x) FL_STR_(x)
 
@@ -280,4 +296,5 @@ const fl_kernel_table FL_CAT(fl_kernels, FL_ISA) = {
     .first_outside_f64 = first_outside_f64,
     .multi_margin_f32 = multi_margin_f32,
     .multi_margin_f64 = multi_margin_f64,
+    .count_labels = FL_CAT(count_labels, FL_ISA),
 };
