@@ -373,8 +373,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
             /* float-only exp loop, then the double sums (see FL_SUM_CHUNK in
              * softmax_impl.h): one loop mixing both runs at half the vector width */
             FL_T *et = grad && gi == 1 ? gr : t;
-#pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) et[i] = FL_EXPS(xr[i * xi] - m[i]);
+            FL_FN(exp_sub_lanes)(xr, xi, m, et, len);   /* softmax_impl.h */
             if (grad && gi != 1)
                 for (ptrdiff_t i = 0; i < len; i++) gr[i * gi] = et[i];
 #pragma omp simd

@@ -145,6 +145,32 @@ FL_AVX2_INLINE void fl_exp_shifted_avx2_f64(const double *x, double m, double *e
     }
 }
 
+/* e[i] = exp(x[i] - m[i]), i < len: lanes side by side (the columns and tiles layouts,
+ * one maximum per lane) */
+FL_AVX2_INLINE void fl_exp_sub_lanes_avx2_f32(const float *x, const float *m, float *e, ptrdiff_t len)
+{
+    ptrdiff_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        _mm256_storeu_ps(e + i, fl_expf_nonpos_v8(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(m + i))));
+    if (i < len) {
+        const __m256i k = fl_head_mask_avx2_f32(len - i);
+        const __m256 v = _mm256_sub_ps(_mm256_maskload_ps(x + i, k), _mm256_maskload_ps(m + i, k));
+        fl_store_partial_avx2_f32(e + i, fl_expf_nonpos_v8(v), len - i);
+    }
+}
+
+FL_AVX2_INLINE void fl_exp_sub_lanes_avx2_f64(const double *x, const double *m, double *e, ptrdiff_t len)
+{
+    ptrdiff_t i = 0;
+    for (; i + 4 <= len; i += 4)
+        _mm256_storeu_pd(e + i, fl_exp_nonpos_v4(_mm256_sub_pd(_mm256_loadu_pd(x + i), _mm256_loadu_pd(m + i))));
+    if (i < len) {
+        const __m256i k = fl_head_mask_avx2_f64(len - i);
+        const __m256d v = _mm256_sub_pd(_mm256_maskload_pd(x + i, k), _mm256_maskload_pd(m + i, k));
+        fl_store_partial_avx2_f64(e + i, fl_exp_nonpos_v4(v), len - i);
+    }
+}
+
 FL_AVX2_INLINE double fl_reduce4_avx2_f64(const __m256d acc[4])
 {
     const __m256d a = _mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3]));

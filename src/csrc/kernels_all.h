@@ -166,6 +166,8 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #include "fl_tile_avx2.h"
 #define FL_EXP_SHIFTED_F32 fl_exp_shifted_avx2_f32
 #define FL_EXP_SHIFTED_F64 fl_exp_shifted_avx2_f64
+#define FL_EXP_SUB_LANES_F32 fl_exp_sub_lanes_avx2_f32
+#define FL_EXP_SUB_LANES_F64 fl_exp_sub_lanes_avx2_f64
 #define FL_EXP_SHIFTED_SUM_F64 fl_exp_shifted_sum_avx2_f64
 #define FL_ROW_MAX_F32 fl_max_avx2_f32
 #define FL_ROW_MAX_F64 fl_max_avx2_f64
@@ -188,6 +190,9 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_EXPS fl_expf_nonpos   /* exp of x - max (<= 0) */
 #ifdef FL_EXP_SHIFTED_F32   /* AVX-512, AVX2 */
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F32   /* the same over a contiguous stretch */
+#ifdef FL_EXP_SUB_LANES_F32                     /* AVX2: exp(x_i - m_i) across lanes */
+#define FL_EXP_SUB_LANES_VEC FL_EXP_SUB_LANES_F32
+#endif
 #define FL_ROW_MAX_VEC FL_ROW_MAX_F32           /* max of a contiguous row */
 #define FL_MAX_EXCEEDS_VEC FL_MAX_EXCEEDS_F32   /* ... whether it exceeds a value */
 #define FL_ONLINE_RUN_VEC FL_ONLINE_RUN_F32     /* blocks of a row read once */
@@ -208,6 +213,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXPS
 #undef FL_EXP_SHIFTED_VEC
 #undef FL_EXP_SHIFTED_SUM_VEC
+#undef FL_EXP_SUB_LANES_VEC
 #undef FL_ROW_MAX_VEC
 #undef FL_MAX_EXCEEDS_VEC
 #undef FL_ONLINE_RUN_VEC
@@ -225,6 +231,9 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #define FL_EXPS fl_exp_nonpos
 #ifdef FL_EXP_SHIFTED_F64   /* AVX-512, AVX2 */
 #define FL_EXP_SHIFTED_VEC FL_EXP_SHIFTED_F64
+#ifdef FL_EXP_SUB_LANES_F64
+#define FL_EXP_SUB_LANES_VEC FL_EXP_SUB_LANES_F64
+#endif
 #define FL_EXP_SHIFTED_SUM_VEC FL_EXP_SHIFTED_SUM_F64   /* ... also summing it */
 #define FL_ROW_MAX_VEC FL_ROW_MAX_F64
 #define FL_MAX_EXCEEDS_VEC FL_MAX_EXCEEDS_F64
@@ -244,6 +253,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 #undef FL_EXPS
 #undef FL_EXP_SHIFTED_VEC
 #undef FL_EXP_SHIFTED_SUM_VEC
+#undef FL_EXP_SUB_LANES_VEC
 #undef FL_ROW_MAX_VEC
 #undef FL_MAX_EXCEEDS_VEC
 #undef FL_ONLINE_RUN_VEC

@@ -662,6 +662,22 @@ FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t 
 
 /* ------------------------------------------------------------------ columns (inner > 1) */
 
+/* e_i = exp(x_i - m_i) for `len` lanes side by side, x at lane stride xi (e, m
+ * contiguous).  The AVX2 build's own vector exp where xi == 1: gcc's vectorization of
+ * FL_EXPS reloaded its constants every iteration there (perf annotate, (65536, 10)). */
+static inline __attribute__((always_inline)) void
+FL_FN(exp_sub_lanes)(const FL_T *x, ptrdiff_t xi, const FL_T *m, FL_T *e, ptrdiff_t len)
+{
+#ifdef FL_EXP_SUB_LANES_VEC   /* fl_math_avx2.h */
+    if (xi == 1) {
+        FL_EXP_SUB_LANES_VEC(x, m, e, len);
+        return;
+    }
+#endif
+#pragma omp simd
+    for (ptrdiff_t i = 0; i < len; i++) e[i] = FL_EXPS(x[i * xi] - m[i]);
+}
+
 /* Softmax over n classes for `len` lanes side by side: element (c, i) at
  * x[c * xc + i * xi].  With xi == 1 every inner loop is a contiguous vector loop. */
 static inline __attribute__((always_inline)) void
@@ -682,15 +698,13 @@ FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_
         FL_T *yr = y + c * yc;
         /* float-only exp loop, then the double sums (see FL_SUM_CHUNK) */
         if (log_mode || yi != 1) {
-#pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) t[i] = FL_EXPS(xr[i * xi] - m[i]);
+            FL_FN(exp_sub_lanes)(xr, xi, m, t, len);
             if (!log_mode)
                 for (ptrdiff_t i = 0; i < len; i++) yr[i * yi] = t[i];
 #pragma omp simd
             for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)t[i];
         } else {
-#pragma omp simd
-            for (ptrdiff_t i = 0; i < len; i++) yr[i] = FL_EXPS(xr[i * xi] - m[i]);
+            FL_FN(exp_sub_lanes)(xr, xi, m, yr, len);
 #pragma omp simd
             for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)yr[i];
         }
@@ -731,8 +745,7 @@ FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, pt
     }
     FL_T t[FL_COL_BLOCK];
     for (ptrdiff_t c = 0; c < n; c++) {
-#pragma omp simd
-        for (ptrdiff_t i = 0; i < len; i++) t[i] = FL_EXPS(x[c * xc + i * xi] - m[i]);
+        FL_FN(exp_sub_lanes)(x + c * xc, xi, m, t, len);
 #pragma omp simd
         for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)t[i];
     }
