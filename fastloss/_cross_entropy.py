@@ -161,9 +161,6 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
         direct = None if q3 is not None and out is not None and np.may_share_memory(out, q) \
             else out
         result, g3 = _output_view(direct, x.dtype, x.shape, ax, x, (x,))
-        if _kernel_ready(g3) is not g3:   # an unaligned out: compute aside, then copy
-            result = np.empty(x.shape, x.dtype)
-            g3 = class_axis_view(result, ax)
     else:
         result = g3 = None
     loss2 = None

@@ -24,13 +24,17 @@ from fastloss._validation import (
 __all__ = ["softmax", "log_softmax", "logsumexp", "softmax_backward", "log_softmax_backward"]
 
 
-def _kernel_ready(view):
+def _is_kernel_ready(view):
     """The kernels need aligned data whose strides are whole elements."""
     flags = view.flags
-    if flags.aligned and (flags.c_contiguous   # the common case, without the loop
-                          or all(s % view.itemsize == 0 for s in view.strides)):
-        return view
-    return np.ascontiguousarray(view)
+    return flags.aligned and (flags.c_contiguous   # the common case, without the loop
+                              or all(s % view.itemsize == 0 for s in view.strides))
+
+
+def _kernel_ready(view):
+    """``view``, or an aligned C-ordered copy where the kernels could not read it
+    (``np.ascontiguousarray`` would keep an unaligned contiguous array as it is)."""
+    return view if _is_kernel_ready(view) else view.copy()
 
 
 def _lanes_first(view):
@@ -64,12 +68,13 @@ def _output_view(out, compute_dtype, shape, ax, like, inputs=()):
     Returns ``(result, view)``: the kernel writes ``view``; ``result`` is what holds
     the values afterwards (``out`` itself when the view writes through to it).  The
     kernels read each element before writing the same element, so ``out`` may *be*
-    an input; an ``out`` that only partly overlaps an input gets a fresh buffer.
+    an input; an ``out`` that only partly overlaps an input, or that the kernels cannot
+    write (unaligned, or strides that are not whole elements), gets a fresh buffer.
     """
     if (out is not None and out.dtype == compute_dtype and out.shape == shape
             and all(_same_layout(out, a) or not np.may_share_memory(out, a) for a in inputs)):
         view = class_axis_view(out, ax)
-        if np.may_share_memory(view, out):
+        if np.may_share_memory(view, out) and _is_kernel_ready(view):
             return out, view
     # Same memory order as the input when that order can be viewed as (outer, C,
     # inner) (e.g. Fortran (N, C)), so the kernel reads and writes alike; else C order.

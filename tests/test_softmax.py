@@ -212,6 +212,48 @@ def test_out_and_in_place(backend, dtype, name):
     np.testing.assert_array_equal(dst, fn(src_values))
 
 
+def _odd_memory(shape, dtype, kind):
+    """An array the kernels cannot address as it is: its data one byte past an element
+    boundary ("unaligned", contiguous), or rows whose byte stride is not a whole number
+    of elements ("byte-strided")."""
+    itemsize = np.dtype(dtype).itemsize
+    if kind == "unaligned":
+        buf = np.zeros(np.prod(shape) * itemsize + 1, np.uint8)
+        return np.ndarray(shape, dtype, buffer=buf, offset=1)
+    row = shape[1] * itemsize + 2
+    buf = np.zeros(shape[0] * row, np.uint8)
+    return np.ndarray(shape, dtype, buffer=buf, strides=(row, itemsize))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("kind", ["unaligned", "byte-strided"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_out_and_input_the_kernels_cannot_address(backend, dtype, kind, name):
+    """An ``out=`` (or input) that is unaligned or whose strides are not whole elements
+    is computed aside and copied: the result lands in ``out``, right, and nothing is
+    written past it (a set_strides that truncated 22 // 4 filled it with garbage)."""
+    fn, ref = getattr(fastloss, name), getattr(fallback, name)
+    x = (np.arange(20 * 5).reshape(20, 5) / 10).astype(dtype)
+    expected = ref(x.astype(np.float64))
+    out = _odd_memory(x.shape, dtype, kind)
+    before = out.base.copy() if kind == "byte-strided" else None
+    assert fn(x, out=out) is out
+    assert_close(out, expected, dtype)
+    if before is not None:   # the two padding bytes of every row are left alone
+        row = out.strides[0]
+        pad = np.zeros(out.base.shape, bool)
+        for r in range(x.shape[0]):
+            pad[r * row + x.shape[1] * out.itemsize:(r + 1) * row] = True
+        np.testing.assert_array_equal(out.base[pad], before[pad])
+    xin = _odd_memory(x.shape, dtype, kind)
+    xin[...] = x
+    assert_close(fn(xin), expected, dtype)
+    loss, grad = fastloss.cross_entropy_with_grad(x, np.arange(20) % 5, out=out)
+    ref_loss, ref_grad = fallback.cross_entropy_with_grad(x.astype(np.float64), np.arange(20) % 5)
+    assert_close(grad, ref_grad, dtype)
+    assert grad is out
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
 def test_bad_out_writes_nothing(backend, name):
     fn = getattr(fastloss, name)
