@@ -3,7 +3,10 @@
 # every per-lane array (class indices, sample weights, upstream gradients, per-lane
 # losses) as an (outer, inner) view; `lanes` = outer * inner.  The wrapper
 # (fastloss/_cross_entropy.py) has checked every class index: each one is either
-# ignore_index or in [0, C), so the kernels never index out of bounds.
+# ignore_index or in [0, C).  The kernels check each index again as they read it (another
+# thread may write to the labels while they run without the GIL): one outside [0, C)
+# counts as ignored, never as an address, and the call raises afterwards
+# (raise_if_label_changed).
 #
 # The loss sum of each thread's lane range goes to its own slot of `partial` and the
 # slots are added in thread order after the parallel region: the result is the same
@@ -98,6 +101,14 @@ cdef void fill_ce_args(fl_ce_args *a, const int64_t[:, :] target, int64_t ignore
     a.want_loss = want_loss
 
 
+cdef raise_if_label_changed(int fault):
+    if fault:
+        raise ValueError("target: a class index outside [0, C) was read during the call "
+                         "although every index had been checked before it: another "
+                         "thread wrote to the labels meanwhile (that row counted as "
+                         "ignored; the outputs are not to be used)")
+
+
 def cross_entropy(const floating[:, :, :] x,          # IN  logits (outer, C, inner)
                   const floating[:, :, :] q,          # IN  class probabilities, or None
                   const int64_t[:, :] target,         # IN  class indices (outer, inner), or None
@@ -124,6 +135,7 @@ def cross_entropy(const floating[:, :, :] x,          # IN  logits (outer, C, in
     cdef const floating *qp = NULL
     cdef floating *gp = NULL
     cdef floating *lp = NULL
+    cdef int label_fault = 0
     if lanes == 0:
         return 0.0
     memset(&v, 0, sizeof(v))
@@ -140,9 +152,11 @@ def cross_entropy(const floating[:, :, :] x,          # IN  logits (outer, C, in
     if loss is not None:
         set_lane_strides(a.ls, loss.strides, sizeof(floating))
         lp = &loss[0, 0]
+    a.label_fault = &label_fault
     nt = threads_for(lanes, lanes * v.n, n_threads)
     with nogil:
         total = run_ce(&x[0, 0, 0], qp, gp, lp, &v, &a, lanes, nt, False)
+    raise_if_label_changed(label_fault)
     return total
 
 
@@ -163,6 +177,7 @@ def nll_loss(const floating[:, :, :] x,          # IN  log-probabilities (outer,
     cdef double total
     cdef floating *gp = NULL
     cdef floating *lp = NULL
+    cdef int label_fault = 0
     if lanes == 0:
         return 0.0
     memset(&v, 0, sizeof(v))
@@ -172,6 +187,7 @@ def nll_loss(const floating[:, :, :] x,          # IN  log-probabilities (outer,
         set_strides(v.so, grad.strides, sizeof(floating), 3)
         gp = &grad[0, 0, 0]
     fill_ce_args(&a, target, ignore_index, None, weight, 0.0, 0.0, None, grad_scale0, True)
+    a.label_fault = &label_fault
     a.grad_zeroed = grad_zeroed
     if loss is not None:
         set_lane_strides(a.ls, loss.strides, sizeof(floating))
@@ -180,4 +196,5 @@ def nll_loss(const floating[:, :, :] x,          # IN  log-probabilities (outer,
                      n_threads)
     with nogil:
         total = run_ce(&x[0, 0, 0], NULL, gp, lp, &v, &a, lanes, nt, True)
+    raise_if_label_changed(label_fault)
     return total

@@ -29,6 +29,7 @@ cdef extern from "fl_kernels.h" nogil:
         Py_ssize_t gss[2]
         double grad_scale0
         Py_ssize_t ls[2]
+        int *label_fault
         int want_loss
         int grad_zeroed
 

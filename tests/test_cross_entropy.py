@@ -894,3 +894,58 @@ def test_all_ignored_like_torch(backend):
     target = np.full(4, -100)
     expected = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(target))
     assert np.isnan(expected.item()) and np.isnan(fastloss.cross_entropy(x, target))
+
+
+# ----------------------------------------------------------------------------- races
+RACE_SCRIPT = r"""
+import sys, threading, time
+import numpy as np
+import fastloss
+
+seconds = float(sys.argv[1])
+x = np.random.default_rng(0).standard_normal((4096, 1000)).astype(np.float32)
+xs = np.random.default_rng(1).standard_normal((65536, 10)).astype(np.float32)
+t = np.random.default_rng(2).integers(0, 10, 65536)
+calls = [lambda: fastloss.cross_entropy_with_grad(x, t[:4096]),     # rows
+         lambda: fastloss.cross_entropy(xs, t),                     # tiles
+         lambda: fastloss.nll_loss_with_grad(x, t[:4096])]
+stop = time.monotonic() + seconds
+
+def flip():   # runs while a kernel has released the GIL
+    while time.monotonic() < stop:
+        for i in (4000, 40000):
+            t[i] = 10**11
+            t[i] = 3
+
+threading.Thread(target=flip, daemon=True).start()
+done = raised = 0
+while time.monotonic() < stop:
+    for call in calls:
+        try:
+            call()
+            done += 1
+        except ValueError as exc:
+            assert "target" in str(exc), exc
+            raised += 1
+print(done, raised)
+"""
+
+
+def test_labels_changed_by_another_thread_never_crash(backend, tmp_path):
+    """Another thread writes out-of-range labels while the kernels run without the GIL:
+    the kernels check each label as they read it, so the process neither crashes nor
+    reads out of bounds (before, it segfaulted within seconds), and a call that read
+    one raises.  FASTLOSS_RACE_SECONDS sets the duration (the issue's probe: 30)."""
+    import os
+    import subprocess
+    import sys
+
+    if backend != "cython":
+        pytest.skip("the NumPy fallback holds the GIL")
+    seconds = float(os.environ.get("FASTLOSS_RACE_SECONDS", "6"))
+    # cwd: away from a source tree, whose uncompiled fastloss/ would shadow the package
+    run = subprocess.run([sys.executable, "-c", RACE_SCRIPT, str(seconds)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=seconds + 120)
+    assert run.returncode == 0, f"rc {run.returncode}: {run.stderr[-2000:]}"
+    done, raised = map(int, run.stdout.split())
+    assert done > 0 and raised > 0

@@ -71,9 +71,14 @@ typedef struct {
 /* The fl_ce_lane fields of `len` lanes as arrays: lane k is (o, i0 + k), or (o + k, i0)
  * with by_outer.  One loop per field: the loops vectorize (the columns layout runs it
  * per block of lanes); one loop setting every field stayed scalar under some flags,
- * 9 stores per lane, 20% of the (65536, 10) float32 forward. */
+ * 9 stores per lane, 20% of the (65536, 10) float32 forward.
+ * Every class index is read here, once per use, and checked against the n classes
+ * again: the wrapper checked them all before the call, but another thread may write to
+ * the labels while the kernel runs without the GIL, and such a race in the caller's
+ * code must not become an access out of bounds.  A lane whose index is outside [0, n)
+ * counts as ignored, and a->label_fault tells the wrapper, which raises. */
 static inline __attribute__((always_inline)) void
-fl_ce_lanes_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i0, ptrdiff_t len,
+fl_ce_lanes_setup(const fl_ce_args *a, ptrdiff_t n, ptrdiff_t o, ptrdiff_t i0, ptrdiff_t len,
                   const int by_outer, unsigned char *act, ptrdiff_t *y, double *wy,
                   double *sw, double *gc)
 {
@@ -81,12 +86,17 @@ fl_ce_lanes_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i0, ptrdiff_t len,
         const int64_t *t = a->target + o * a->ts[0] + i0 * a->ts[1];
         const ptrdiff_t ts = a->ts[by_outer ? 0 : 1];
         const int64_t ignore = a->ignore_index;
-#pragma omp simd
+        unsigned char fault = 0;
+#pragma omp simd reduction(|:fault)
         for (ptrdiff_t k = 0; k < len; k++) {
             const int64_t tk = t[k * ts];
-            act[k] = tk != ignore;
-            y[k] = tk != ignore ? (ptrdiff_t)tk : 0;
+            const unsigned char inside = (uint64_t)tk < (uint64_t)n;   /* negative: huge */
+            act[k] = tk != ignore && inside;
+            y[k] = tk != ignore && inside ? (ptrdiff_t)tk : 0;
+            fault |= tk != ignore && !inside;
         }
+        if (__builtin_expect(fault, 0) && a->label_fault)
+            __atomic_store_n(a->label_fault, 1, __ATOMIC_RELAXED);
         if (a->weight) {
             for (ptrdiff_t k = 0; k < len; k++) wy[k] = act[k] ? a->weight[y[k]] : 1.0;
         } else {
@@ -118,11 +128,11 @@ fl_ce_lanes_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i0, ptrdiff_t len,
 
 /* One lane's fields (the rows layout and nll) */
 static inline __attribute__((always_inline)) fl_ce_lane
-fl_ce_lane_setup(const fl_ce_args *a, ptrdiff_t o, ptrdiff_t i)
+fl_ce_lane_setup(const fl_ce_args *a, ptrdiff_t n, ptrdiff_t o, ptrdiff_t i)
 {
     unsigned char act;
     fl_ce_lane L;
-    fl_ce_lanes_setup(a, o, i, 1, 0, &act, &L.y, &L.wy, &L.sw, &L.gc);
+    fl_ce_lanes_setup(a, n, o, i, 1, 0, &act, &L.y, &L.wy, &L.sw, &L.gc);
     L.active = act;
     return L;
 }
@@ -351,7 +361,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     double s[FL_COL_BLOCK], swd[FL_COL_BLOCK], swq[FL_COL_BLOCK], dy[FL_COL_BLOCK];
     const double eps = a->label_smoothing, ec = eps / (double)n;
     const double *w = a->weight;
-    fl_ce_lanes_setup(a, o, i0, len, flat_lanes, act, y, wy, sw, gcl);
+    fl_ce_lanes_setup(a, n, o, i0, len, flat_lanes, act, y, wy, sw, gcl);
 #pragma omp simd
     for (ptrdiff_t i = 0; i < len; i++) {
         m[i] = -INFINITY;
@@ -513,7 +523,7 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
         pend.n = pend.pos = 0;
         for (ptrdiff_t r = lb; r < le; r++) {
             const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
-            const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
+            const fl_ce_lane L = fl_ce_lane_setup(a, n, o, i);
             const FL_T *xr = x + o * v->sa[0] + i * v->sa[2];
             const FL_T *qr = soft ? q + o * v->sb[0] + i * v->sb[2] : NULL;
             FL_T *gr = grad ? g + o * v->so[0] + i * v->so[2] : NULL;
@@ -580,7 +590,7 @@ FL_FN(nll_lanes)(const FL_T *x, FL_T *g, FL_T *loss, const fl_view3 *v, const fl
     double total = 0.0;
     for (ptrdiff_t r = lb; r < le; r++) {
         const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
-        const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
+        const fl_ce_lane L = fl_ce_lane_setup(a, n, o, i);
         double l = L.active ? -L.wy * (double)x[o * v->sa[0] + L.y * v->sa[1] + i * v->sa[2]] * L.sw
                             : 0.0;
         if (loss) loss[o * a->ls[0] + i * a->ls[1]] = (FL_T)l;
@@ -590,7 +600,7 @@ FL_FN(nll_lanes)(const FL_T *x, FL_T *g, FL_T *loss, const fl_view3 *v, const fl
     if (a->grad_zeroed) {   /* the buffer holds zeros already: only the target entries */
         for (ptrdiff_t r = lb; r < le; r++) {
             const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
-            const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
+            const fl_ce_lane L = fl_ce_lane_setup(a, n, o, i);
             if (L.active) g[o * v->so[0] + L.y * v->so[1] + i * v->so[2]] = (FL_T)(-L.gc * L.wy);
         }
         return total;
@@ -606,7 +616,7 @@ FL_FN(nll_lanes)(const FL_T *x, FL_T *g, FL_T *loss, const fl_view3 *v, const fl
             } else {
                 for (ptrdiff_t j = 0; j < n; j++) gr[j * gs] = (FL_T)0;
             }
-            const fl_ce_lane L = fl_ce_lane_setup(a, o, i);
+            const fl_ce_lane L = fl_ce_lane_setup(a, n, o, i);
             if (L.active) gr[L.y * gs] = (FL_T)(-L.gc * L.wy);
         }
         return total;
@@ -624,7 +634,7 @@ FL_FN(nll_lanes)(const FL_T *x, FL_T *g, FL_T *loss, const fl_view3 *v, const fl
             }
         }
         for (ptrdiff_t i = 0; i < len; i++) {
-            const fl_ce_lane L = fl_ce_lane_setup(a, o, i0 + i);
+            const fl_ce_lane L = fl_ce_lane_setup(a, n, o, i0 + i);
             if (L.active) gb[L.y * gc + i * gi] = (FL_T)(-L.gc * L.wy);
         }
     }

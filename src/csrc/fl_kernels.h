@@ -50,7 +50,8 @@ typedef void (*fl_softmax_bwd_f64_fn)(const double *grad, const double *y, doubl
 
 /* Arguments of the cross-entropy / nll kernels that do not depend on the element type.
  * Per-lane arrays are 2-D (outer, inner) views with element strides [0], [1].  The
- * Python layer has validated everything: a target is either ignore_index or in [0, n). */
+ * Python layer has validated everything: a target is either ignore_index or in [0, n)
+ * (checked again as it is read: see label_fault). */
 typedef struct {
     const int64_t *target;          /* class indices; NULL: class probabilities (q) */
     ptrdiff_t ts[2];
@@ -64,6 +65,10 @@ typedef struct {
     ptrdiff_t gss[2];               /* NULL: grad_scale0 for every lane */
     double grad_scale0;             /* d reduced loss / d loss_i ("mean": 1 / denominator) */
     ptrdiff_t ls[2];                /* strides of the per-lane loss output, if any */
+    int *label_fault;               /* set to 1 when a class index the kernel reads is
+                                       outside [0, n) after all (another thread changed it
+                                       since the check): that lane counts as ignored; NULL
+                                       where no one asks */
     int want_loss;                  /* 0: only the gradient is wanted */
     int grad_zeroed;                /* nll: grad holds zeros already (write the targets only) */
 } fl_ce_args;
