@@ -8,6 +8,16 @@ Threads: the kernels ask OpenMP for ``omp_get_max_threads()`` at each call, so
 ``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` (which calls
 ``omp_set_num_threads`` on the libgomp our extension links) and our own
 ``set_num_threads`` all act on the same setting.
+
+Fork: GNU libgomp's thread pool does not survive ``fork()``.  A child forked after the
+parent ran a parallel region inherits the pool's bookkeeping but not its threads, and
+its first parallel region waits for them forever (PyTorch hangs the same way).  So a
+forked child (``os.fork``, ``multiprocessing``'s "fork" start method) runs the kernels
+on 1 thread: ``get_num_threads()`` reports 1 there and asking for more -- through
+``set_num_threads`` or the OpenMP setting (``threadpoolctl``) -- warns once and stays
+at 1.  Every kernel takes its thread count from ``get_num_threads()``; with 1 it runs
+serially or in a 1-thread region, which takes no thread from the pool.  Use the
+"spawn" or "forkserver" start method for multi-threaded workers.
 """
 from __future__ import annotations
 
@@ -34,6 +44,36 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     )
 
 _fallback_num_threads = 1
+_forked_child = False   # set in a child of os.fork (see _after_fork_in_child)
+_fork_warned = False    # the once-per-process warning of a forked child asking for threads
+
+
+def _after_fork_in_child():
+    """Put a forked child on 1 thread: its inherited libgomp pool has no threads left,
+    and the first parallel region would hang waiting for them."""
+    global _forked_child, _fork_warned
+    _forked_child = True
+    _fork_warned = False    # a grandchild says so again
+    if _kernels is not None:
+        _kernels.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):   # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _warn_forked_child(asked):
+    global _fork_warned
+    if _fork_warned:
+        return
+    _fork_warned = True
+    warnings.warn(
+        f"fastloss: {asked} threads asked for in a process started by fork(); GNU libgomp's "
+        "thread pool does not survive fork, so a parallel region here could hang: running "
+        "on 1 thread. Use the 'spawn' or 'forkserver' start method for multi-threaded workers.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _initial_backend():
@@ -80,19 +120,33 @@ def set_backend(name):
 
 
 def get_num_threads():
-    """Number of threads the kernels use (OpenMP's current maximum)."""
+    """Number of threads the kernels use (OpenMP's current maximum; 1 in a forked child).
+
+    Every kernel call takes its thread count from here, so the forked-child rule holds
+    even when the OpenMP setting was raised behind our back (``threadpoolctl``).
+    """
     if _kernels is None:
         return _fallback_num_threads
-    return _kernels.get_max_threads()
+    n = _kernels.get_max_threads()
+    if _forked_child and n > 1:
+        _warn_forked_child(n)
+        return 1
+    return n
 
 
 def set_num_threads(n):
-    """Set the number of threads the kernels use (``omp_set_num_threads``)."""
+    """Set the number of threads the kernels use (``omp_set_num_threads``).
+
+    In a forked child more than 1 warns once and sets 1 (see the module docstring).
+    """
     global _fallback_num_threads
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be a positive int; got {n!r}")
     if n < 1:
         raise ValueError(f"n must be a positive int; got {n}")
+    if _forked_child and _kernels is not None and n > 1:
+        _warn_forked_child(int(n))
+        n = 1
     _fallback_num_threads = int(n)
     if _kernels is not None:
         _kernels.set_num_threads(int(n))

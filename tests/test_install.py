@@ -7,11 +7,15 @@
 * threadpoolctl reaches the OpenMP runtime the extension uses (in a repaired wheel
   that is a renamed, bundled libgomp).
 * Without the extension the package still imports, warns once and runs on NumPy.
+* A child of a "fork" Pool runs the kernels on 1 thread instead of hanging in the
+  libgomp pool it inherited from a parent that used 2 threads.
 """
 import io
 import json
+import multiprocessing
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
@@ -199,3 +203,102 @@ def test_import_without_extension_falls_back_to_numpy(tmp_path):
     assert out["threads"] >= 1
     assert out["cython_error"] and "unavailable" in out["cython_error"]
     assert "not available" in out["config"] and "numpy" in out["config"]
+
+
+FORK_SCRIPT = textwrap.dedent(
+    r"""
+    import json, multiprocessing, sys, warnings
+    import numpy as np
+    import fastloss
+    import fastloss.fallback
+
+    def inputs(seed):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((2048, 4096)).astype(np.float32)
+        return x, rng.integers(0, 4096, 2048)
+
+    def checksums(lib, seed):
+        x, t = inputs(seed)
+        y = lib.softmax(x)
+        loss, grad = lib.cross_entropy_with_grad(x, t)
+        p = np.random.default_rng(seed).random(1 << 22)
+        bce = lib.binary_cross_entropy(p, p)   # its [0, 1] check is a prange of 1 thread
+        return [float(y[::97].sum(dtype=np.float64)), float(loss),
+                float(np.abs(grad[::97]).sum(dtype=np.float64)), float(bce)]
+
+    def work(seed):
+        threads = fastloss.get_num_threads()
+        sums = checksums(fastloss, seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fastloss.set_num_threads(4)
+            fastloss.set_num_threads(2)
+            again = checksums(fastloss, seed)
+            after_set = fastloss.get_num_threads()
+            fastloss._runtime._kernels.set_num_threads(3)   # as threadpoolctl would
+            after_omp = fastloss.get_num_threads()
+            checksums(fastloss, seed)
+        return {"threads": threads, "threads_after_set": after_set,
+                "threads_after_omp": after_omp,
+                "sums": sums, "again": again,
+                "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}
+
+    if __name__ == "__main__":
+        fastloss.set_num_threads(2)
+        x, _ = inputs(0)
+        fastloss.softmax(x)            # the parent starts a libgomp team of 2
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            try:
+                children = pool.map_async(work, [1, 2]).get(timeout=40)
+            except multiprocessing.TimeoutError:
+                print("HANG: the forked children did not finish in 40 s", flush=True)
+                pool.terminate()
+                sys.exit(3)
+        print(json.dumps({
+            "parent_threads": fastloss.get_num_threads(),
+            "children": children,
+            "expected": [checksums(fastloss.fallback, seed) for seed in (1, 2)],
+        }))
+    """
+)
+
+
+@needs_extension
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                    reason="no fork on this platform")
+def test_fork_pool_children_do_not_hang(tmp_path):
+    """Issue 24: after a 2-thread call in the parent, children of a fork Pool hung in
+    their first parallel region (libgomp's pool does not survive fork).  They now run
+    on 1 thread, say so once when asked for more, and compute the right numbers.  A
+    hang is a timeout (the script gives up after 40 s, this test after 60 s), never a
+    stuck test run; the script runs in its own session so nothing it forked survives."""
+    if not show_config_lines().get("openmp", "yes").lower().startswith("yes"):
+        pytest.skip("built without OpenMP: no thread pool to inherit")
+    env = dict(os.environ)
+    for var in ("FASTLOSS_BACKEND", "OMP_NUM_THREADS", "PYTHONWARNINGS"):
+        env.pop(var, None)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_root()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    proc = subprocess.Popen([sys.executable, "-c", FORK_SCRIPT], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)   # the script and its hung children
+        proc.communicate()
+        pytest.fail("fastloss hung in the children of a fork Pool (no answer in 60 s)")
+    assert proc.returncode == 0, stdout + stderr
+    out = json.loads(stdout.strip().splitlines()[-1])
+
+    assert out["parent_threads"] == 2            # the parent keeps its threads
+    for child, expected in zip(out["children"], out["expected"]):
+        assert child["threads"] == 1
+        assert child["threads_after_set"] == 1
+        assert child["threads_after_omp"] == 1     # the kernels stay on 1 thread
+        np.testing.assert_allclose(child["sums"], expected, rtol=1e-5)
+        np.testing.assert_allclose(child["again"], expected, rtol=1e-5)
+        ours = [w for w in child["warnings"] if "fastloss" in w]
+        assert len(ours) == 1, f"expected one warning in the child, got {child['warnings']}"
+        assert ours[0].startswith("RuntimeWarning") and "fork" in ours[0] and "libgomp" in ours[0]
