@@ -17,7 +17,8 @@ requires them to have the input's dtype).  Results have the input's dtype.
 Reductions.  ``"mean"`` divides the sum by the number of elements (rows for the
 margin loss), ``"batchmean"`` (kl_div) by ``input.shape[0]``, and the gradient is
 scaled alike; with ``"none"`` the gradient is that of the summed loss.  Sums are
-accumulated in float64; 0-d results are NumPy scalars.
+accumulated in float64; 0-d results are NumPy scalars.  kl_div forms its terms
+``q (log q - input)`` in float64 also for float32 data: they cancel in the sum.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from fastloss import fallback as _fallback
 from fastloss._dispatch import with_fallback
 from fastloss._flat import as_flat, bcast_factor, flat_order, kernel_ready
 from fastloss._loss_validation import (
+    check_bool,
     check_broadcastable,
     check_multi_margin_args,
     check_probabilities,
@@ -179,6 +181,7 @@ def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None,
 # -- Kullback-Leibler divergence -----------------------------------------------------------
 
 def _kl_div(input, target, reduction, log_target, want_grad):
+    log_target = check_bool(log_target, "log_target")
     x, t, compute, dtype, reduction = _pair(input, target, reduction, KL_REDUCTIONS)
     return _run(KL_DIV_LOG if log_target else KL_DIV, x, t, compute, dtype, reduction,
                 want_grad)

@@ -447,6 +447,74 @@ def test_kl_div_zero_target_against_minus_inf(backend, dtype):
     assert loss[0] == 0 and loss[1] == 0 and np.isnan(loss[2]) and loss[3] == np.inf
 
 
+def _kl_cancelling_problem(shape=(500, 1000), seed=24):
+    """Issue 24: log_softmax(x) against softmax(x + 0.01 noise), float32.  The terms
+    q (log q - input) have both signs and the divergence is ~1e-4 of the sum of their
+    magnitudes: terms formed in float32 put the sum off by 2.5e-5 relative."""
+    rng = np.random.default_rng(seed)
+    x = 5 * rng.standard_normal(shape)
+    y = x + 0.01 * rng.standard_normal(shape)
+    lp = x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(-1, keepdims=True)
+    lq = y - np.log(np.exp(y - y.max(-1, keepdims=True)).sum(-1, keepdims=True)) - y.max(-1, keepdims=True)
+    return lp.astype(np.float32), np.exp(lq).astype(np.float32), lq.astype(np.float32)
+
+
+def _kl_sum_float64(x, t, log_target):
+    """The summed divergence in float64 math on the given (rounded) values."""
+    x, t = np.asarray(x, np.float64), np.asarray(t, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if log_target:
+            return np.sum(np.where(t == -np.inf, 0.0, np.exp(t) * (t - x)))
+        return np.sum(np.where(t == 0, 0.0, t * (np.log(t) - x)))
+
+
+def _check_kl_cancelling_terms():
+    lp, q, lq = _kl_cancelling_problem()
+    n = lp.shape[0]
+    for log_target, t in ((False, q), (True, lq)):
+        want = _kl_sum_float64(lp, t, log_target)
+        got = {"sum": fastloss.kl_div(lp, t, reduction="sum", log_target=log_target),
+               "batchmean": fastloss.kl_div(lp, t, reduction="batchmean", log_target=log_target) * n}
+        loss, grad = fastloss.kl_div_with_grad(lp, t, reduction="sum", log_target=log_target)
+        got["sum, with_grad"] = loss
+        for what, v in got.items():
+            assert v.dtype == np.float32
+            rel = abs(float(v) - want) / abs(want)
+            assert rel <= 1e-6, (log_target, what, float(v), want, rel)
+        dq = np.exp(np.float64(t)) if log_target else np.float64(t)
+        assert_close(grad, -dq, np.float32)
+
+
+def test_kl_div_float32_cancelling_terms_summed_in_double(backend):
+    _check_kl_cancelling_terms()
+
+
+def test_kl_div_float32_cancelling_terms_every_simd_level(simd_level):
+    _check_kl_cancelling_terms()
+
+
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_float64_input_float32_target(backend, log_target):
+    """A float32 target against a float64 input: the computation is float64, also
+    the target's log (exp) -- issue 24: the fallback took it in float32."""
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((300, 100))
+    lp = a - np.log(np.exp(a).sum(-1, keepdims=True))
+    b = a + 0.1 * rng.standard_normal(a.shape)
+    lq = b - np.log(np.exp(b).sum(-1, keepdims=True))
+    t = (lq if log_target else np.exp(lq)).astype(np.float32)
+    t64 = np.float64(t)
+    want = _kl_sum_float64(lp, t64, log_target)
+    got = fastloss.kl_div(lp, t, reduction="sum", log_target=log_target)
+    assert got.dtype == np.float64
+    assert abs(float(got) - want) <= 1e-13 * abs(want), (float(got), want)
+    elems = fastloss.kl_div(lp, t, reduction="none", log_target=log_target)
+    want_elems = np.exp(t64) * (t64 - lp) if log_target else t64 * (np.log(t64) - lp)
+    assert_close(elems, want_elems, np.float64)
+    _, grad = fastloss.kl_div_with_grad(lp, t, reduction="sum", log_target=log_target)
+    assert_close(grad, -(np.exp(t64) if log_target else t64), np.float64)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_bce_clamps_logs(backend, dtype):
     p = np.array([0.0, 1.0, 0.0, 1.0, 1e-45 if dtype == np.float32 else 1e-300], dtype=dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastloss._loss_validation import (
+    check_bool,
     check_broadcastable,
     check_multi_margin_args,
     check_probabilities,
@@ -211,16 +212,23 @@ def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None,
 # -- Kullback-Leibler divergence -----------------------------------------------------------
 
 def _kl_div(input, target, reduction, log_target, want_grad):
+    log_target = check_bool(log_target, "log_target")
     x, t, dtype, reduction = _pair(input, target, reduction,
                                    allowed=("mean", "sum", "none", "batchmean"))
+    # The terms are formed in float64 whatever the dtypes: they have both signs and
+    # cancel in the sum, so float32 terms (or a float32 log of a float32 target
+    # against a float64 input) put errors of a float ulp per term into a sum that can
+    # be 1e-4 of their magnitudes.  "none" rounds each float64 term once.
+    x64 = x.astype(np.float64, copy=False)
+    t64 = t.astype(np.float64, copy=False)
     with np.errstate(all="ignore"):
         if log_target:
-            q = np.exp(t)
-            elems = q * (t - x)                 # q (log q - input)
+            q = np.exp(t64)
+            elems = q * (t64 - x64)             # q (log q - input)
             empty = t == -np.inf
         else:
             q = t
-            elems = t * (np.log(t) - x)
+            elems = t64 * (np.log(t64) - x64)
             empty = t == 0
         # A class of target probability 0 contributes 0 (0 log 0 = 0), even against an
         # input of -inf; a NaN input still gives NaN.
