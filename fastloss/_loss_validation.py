@@ -26,6 +26,7 @@ __all__ = [
     "check_class_weight",
     "check_sample_weight",
     "check_ignore_index",
+    "check_bool",
     "check_label_smoothing",
     "check_real",
     "check_grad_output",
@@ -186,6 +187,17 @@ def check_ignore_index(ignore_index, name="ignore_index"):
         return operator.index(ignore_index)
     except TypeError:
         raise TypeError(f"{name} must be an int; got {ignore_index!r}") from None
+
+
+def check_bool(value, name):
+    """A flag as a Python bool: ``True``/``False`` or a NumPy bool, else ``TypeError``.
+
+    Truthiness would take ``"no"``, ``[0]`` or ``0.5`` as a choice; a flag that picks
+    the formula (``kl_div``'s ``log_target``) must not guess.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {value!r}")
+    return bool(value)
 
 
 def check_real(value, name, *, low=None, high=None, low_open=False):

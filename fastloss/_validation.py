@@ -58,7 +58,8 @@ def normalize_axis(axis, ndim, name="axis"):
 
     ``None`` means every axis.  Raises ``numpy.exceptions.AxisError`` (a subclass of
     both ``ValueError`` and ``IndexError``) for an out-of-range or repeated axis and
-    ``TypeError`` for a non-integer one.
+    ``TypeError`` for a non-integer one -- a bool included: ``operator.index(True)`` is
+    1, so ``axis=True`` would silently mean axis 1 (NumPy 2 rejects it too).
     """
     if axis is None:
         return tuple(range(ndim))
@@ -67,6 +68,8 @@ def normalize_axis(axis, ndim, name="axis"):
     axes = axis if isinstance(axis, tuple) else (axis,)
     result = []
     for ax in axes:
+        if isinstance(ax, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an integer, not bool; got {axis!r}")
         try:
             ax = operator.index(ax)
         except TypeError:
