@@ -28,6 +28,7 @@ from fastloss._loss_validation import (
     check_nll_args,
     intp_ignore_index,
 )
+from fastloss._flat import aligned_array
 from fastloss._softmax import _kernel_ready, _output_view
 from fastloss._validation import (
     check_out,
@@ -101,6 +102,7 @@ def _count_labels(target, n_classes, ignore_index):
     one is outside [0, n_classes) and not ignore_index, None for labels it does not
     read (another dtype, not contiguous, an ignore_index beyond int64)."""
     if (target.dtype is not _INT64_DTYPE or not target.flags.c_contiguous
+            or not target.flags.aligned
             or not _INT64_LO <= ignore_index <= _INT64_HI):
         return None
     return _runtime.kernels().count_labels(target.reshape(-1), n_classes, ignore_index)
@@ -145,7 +147,7 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
     else:
         t2 = pb.lanes(pb.target.astype(np.int64, copy=False))
     sw2 = pb.lanes(pb.sample_weight)
-    weight = None if pb.weight is None else np.ascontiguousarray(pb.weight, dtype=np.float64)
+    weight = None if pb.weight is None else aligned_array(pb.weight, np.float64)
     weight_sum = float(n_classes) if weight is None else float(weight.sum())
 
     grad_scale2, grad_scale0 = None, 1.0
@@ -357,7 +359,7 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
     mean_den = pb.denominator() if reduction == "mean" else None
     x3 = _kernel_ready(class_axis_view(x, ax))
     t2 = pb.lanes(t.astype(np.int64, copy=False))
-    weight = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    weight = None if w is None else aligned_array(w, np.float64)
     grad = g3 = loss2 = None
     if want_grad:
         # Zeros from calloc (np.zeros, not np.zeros_like, which writes them): pages

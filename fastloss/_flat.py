@@ -122,8 +122,16 @@ def bcast_factor(values, shape, order, dtype):
 
 
 def kernel_ready(view):
-    """The strided kernels need aligned data whose strides are whole elements."""
+    """The strided kernels need aligned data whose strides are whole elements: ``view``,
+    or an aligned C-ordered copy (``np.ascontiguousarray`` would keep an unaligned
+    contiguous array as it is)."""
     itemsize = view.itemsize
     if view.flags.aligned and all(s % itemsize == 0 for s in view.strides):
         return view
-    return np.ascontiguousarray(view)
+    return view.copy()
+
+
+def aligned_array(a, dtype=None):
+    """``a`` as an aligned C-contiguous array of ``dtype`` (one copy if it is not one),
+    for the per-class and per-row arrays the kernels read by pointer."""
+    return np.require(a, dtype=dtype, requirements=("C", "A"))

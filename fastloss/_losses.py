@@ -27,7 +27,7 @@ import numpy as np
 from fastloss import _runtime
 from fastloss import fallback as _fallback
 from fastloss._dispatch import with_fallback
-from fastloss._flat import as_flat, bcast_factor, flat_order, kernel_ready
+from fastloss._flat import aligned_array, as_flat, bcast_factor, flat_order, kernel_ready
 from fastloss._loss_validation import (
     check_bool,
     check_broadcastable,
@@ -248,7 +248,7 @@ def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
 
     x3 = kernel_ready(class_axis_view(x, ax))
     n_rows = x3.shape[0] * x3.shape[2]
-    lanes_target = np.ascontiguousarray(t, dtype=np.intp).reshape(-1)
+    lanes_target = aligned_array(t, np.intp).reshape(-1)
     loss_out = np.empty(n_rows, dtype=x.dtype) if reduction == "none" else None
     grad = grad3 = None
     if want_grad:
@@ -262,7 +262,7 @@ def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
     scale = 1.0 / n_rows if reduction == "mean" and n_rows else 1.0
     total = _runtime.kernels().multi_margin(
         x3, lanes_target, loss_out, grad3, int(p), margin,
-        None if w is None else np.ascontiguousarray(w), scale, _runtime.get_num_threads())
+        None if w is None else aligned_array(w), scale, _runtime.get_num_threads())
     if reduction == "none":
         loss = finish_float(loss_out.reshape(row_shape), dtype)
     else:
