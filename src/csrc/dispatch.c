@@ -76,16 +76,14 @@ const char *fl_isa_name(int level)
 /* The row length from which the next row is prefetched and large outputs are streamed
  * (fl_long_row_bytes) depends on how well the CPU's own prefetcher follows a
  * row-by-row sweep.  Measured at (8192, 1000) (4 KiB rows), float32, 1 thread:
- *   AMD Zen 4 (EPYC): both lost on such rows: the prefetch 15-35% (softmax out=
- *     3.56 -> 4.1-4.7 ms), streaming 3.5 -> 5.0 ms; the hardware keeps up.
+ *   AMD Zen 4 (EPYC): both lost on such rows (the prefetch 15-35%, streaming about
+ *     40% slower for softmax out=); the hardware keeps up.
  *   AMD Zen 5 (EPYC, family 0x1a): both gain from 1 KiB rows, at both SIMD levels and
- *     1 and 2 threads: softmax, log_softmax out= and the cross-entropy 1.1-1.7x faster
- *     (figures in the commit that chose it).
+ *     1 and 2 threads: softmax, log_softmax out= and the cross-entropy 1.1-1.7x faster.
  *   Intel Xeon (AVX-512 + AMX, 2 MiB L2): without them the max pass of every row waits
- *     on DRAM.  Prefetch from 1 KiB rows: softmax out= 6.1 -> 5.1 ms, cross_entropy
- *     4.2 -> 3.3 ms, float64 softmax 13.6 -> 11.3 ms (and 1.1-1.25x at 2 threads);
- *     streaming on top: softmax 5.2 -> 4.3 ms, float64 11.0 -> 9.2 ms.  256-byte rows
- *     gained no more.
+ *     on DRAM; from 1 KiB rows the prefetch gained 1.2-1.3x (float32 and float64, also
+ *     at 2 threads) and streaming 1.2x more; 256-byte rows gained no more.
+ * (The figures are in the commits that chose each value.)
  * Other CPUs (Zen 3 and older included, not measured) get the conservative 16 KiB. */
 ptrdiff_t fl_long_row_bytes = 16384;
 
