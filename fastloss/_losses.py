@@ -76,9 +76,10 @@ def _compute_dtype(x, t_raw, t):
     return x.dtype
 
 
-def _pair(input, target, reduction, allowed=REDUCTIONS):
-    """Validated input and target: ``(x, t, compute_dtype, result_dtype, reduction)``."""
-    x, dtype = as_float_array(input, "input")
+def _pair(input, target, reduction, allowed=REDUCTIONS, name="input"):
+    """Validated input and target: ``(x, t, compute_dtype, result_dtype, reduction)``;
+    ``name`` is the input's parameter name, for the error messages."""
+    x, dtype = as_float_array(input, name)
     t, _ = as_float_array(target, "target")
     check_broadcastable(t, x.shape, "target")
     reduction = check_reduction(reduction, allowed)
@@ -114,7 +115,7 @@ def _run(op, x, t, compute, dtype, reduction, want_grad, param=0.0, weight=None,
     # naming the first bad value and its position.
     if probabilities and _runtime.kernels().first_outside(
             xf, 0.0, 1.0, _runtime.get_num_threads()) >= 0:
-        check_probabilities(x, "input")
+        check_probabilities(x, "probs")
     tf = as_flat(np.broadcast_to(t, x.shape), order, compute)
     factors = []
     for f in (weight, pos_weight):
@@ -142,7 +143,7 @@ def _run(op, x, t, compute, dtype, reduction, want_grad, param=0.0, weight=None,
 # -- binary cross-entropy ------------------------------------------------------------------
 
 def _bce(probs, target, weight, reduction, want_grad):
-    x, t, compute, dtype, reduction = _pair(probs, target, reduction)
+    x, t, compute, dtype, reduction = _pair(probs, target, reduction, name="probs")
     w = _optional(weight, x.shape, "weight")
     return _run(BCE, x, t, compute, dtype, reduction, want_grad, weight=w,
                 probabilities=True)
@@ -159,7 +160,7 @@ def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mea
 
 
 def _bce_logits(logits, target, weight, pos_weight, reduction, want_grad):
-    x, t, compute, dtype, reduction = _pair(logits, target, reduction)
+    x, t, compute, dtype, reduction = _pair(logits, target, reduction, name="logits")
     w = _optional(weight, x.shape, "weight")
     pw = _optional(pos_weight, x.shape, "pos_weight")
     return _run(BCE_LOGITS, x, t, compute, dtype, reduction, want_grad, weight=w,

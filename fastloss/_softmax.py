@@ -12,6 +12,7 @@ import numpy as np
 from fastloss import _runtime
 from fastloss._dispatch import with_fallback
 from fastloss import fallback as _fallback
+from fastloss._loss_validation import check_bool
 from fastloss._validation import (
     as_float_array,
     check_out,
@@ -120,6 +121,7 @@ def log_softmax(x, axis=-1, *, out=None):
 def logsumexp(x, axis=-1, *, keepdims=False, out=None):
     arr, result_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
+    keepdims = check_bool(keepdims, "keepdims")
     kept_shape = tuple(1 if a in axes else n for a, n in enumerate(arr.shape))
     reduced_shape = tuple(n for a, n in enumerate(arr.shape) if a not in axes)
     out_shape = kept_shape if keepdims else reduced_shape

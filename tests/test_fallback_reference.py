@@ -304,9 +304,9 @@ CALLS = {
     "cross_entropy_with_grad": ("logits", lambda x: fb.cross_entropy_with_grad(
         x, LABELS, reduction="none", sample_weight=W[:, 0])),
     "nll_loss_with_grad": ("log_probs", lambda x: fb.nll_loss_with_grad(x, LABELS, weight=W[0])),
-    "binary_cross_entropy_with_grad": ("input", lambda x: fb.binary_cross_entropy_with_grad(x, T)),
+    "binary_cross_entropy_with_grad": ("probs", lambda x: fb.binary_cross_entropy_with_grad(x, T)),
     "binary_cross_entropy_with_logits_with_grad": (
-        "input", lambda x: fb.binary_cross_entropy_with_logits_with_grad(x, T, pos_weight=PW)),
+        "logits", lambda x: fb.binary_cross_entropy_with_logits_with_grad(x, T, pos_weight=PW)),
     "kl_div_with_grad": ("input", lambda x: fb.kl_div_with_grad(x, PROBS, reduction="batchmean")),
     "mse_loss_with_grad": ("input", lambda x: fb.mse_loss_with_grad(x, Y, reduction="sum")),
     "smooth_l1_loss_with_grad": ("input", lambda x: fb.smooth_l1_loss_with_grad(x, Y)),
@@ -637,7 +637,7 @@ def test_bad_label_names_value_and_position_and_writes_nothing():
     (lambda: fb.cross_entropy_backward(X, LABELS, np.ones(3), reduction="none"),
      ValueError, "grad_output"),
     (lambda: fb.nll_loss(X, PROBS), TypeError, "target"),
-    (lambda: fb.binary_cross_entropy(P + 1, T), ValueError, r"input.*\[0, 1\].*position \(0, 0\)"),
+    (lambda: fb.binary_cross_entropy(P + 1, T), ValueError, r"probs.*\[0, 1\].*position \(0, 0\)"),
     (lambda: fb.binary_cross_entropy(P, T[:, :2]), ValueError, "target"),
     (lambda: fb.mse_loss(X[:1], X), ValueError, "target"),
     (lambda: fb.binary_cross_entropy_with_logits(X, T, pos_weight=np.ones(3)), ValueError,

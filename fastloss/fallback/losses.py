@@ -5,7 +5,8 @@ The elementwise losses work in two steps: compute the per-element losses and the
 gradient of their plain sum, then reduce (``"mean"`` divides by the number of
 elements, ``"batchmean"`` by ``input.shape[0]``) and scale the gradient to match.
 ``target`` (and ``weight``, ``pos_weight``) must broadcast to ``input``'s shape; the
-result has ``input``'s shape and dtype.  Sums are accumulated in float64.
+result has ``input``'s shape and dtype.  Terms, gradients and sums are computed in
+float64 and rounded once to that dtype.
 """
 from __future__ import annotations
 
@@ -46,10 +47,17 @@ __all__ = [
 
 # -- plumbing ----------------------------------------------------------------------------
 
-def _pair(input, target, reduction, allowed=REDUCTIONS):
-    x, dtype = as_float_array(input, "input")
+def _pair(input, target, reduction, allowed=REDUCTIONS, name="input"):
+    """``name`` is the input's parameter name, for the error messages."""
+    x, dtype = as_float_array(input, name)
     t, _ = as_float_array(target, "target")
     check_broadcastable(t, x.shape, "target")
+    # The reference forms every term in float64 and rounds once, in _finish: float32
+    # terms overflow where their mean does not (huber_loss at float32 max), cancel in
+    # sums (kl_div), and with NumPy's weak scalars ``1 - t`` of a float32 target
+    # would be rounded to float32 beside a float64 input.
+    x = x.astype(np.float64, copy=False)
+    t = t.astype(np.float64, copy=False)
     return x, t, dtype, check_reduction(reduction, allowed)
 
 
@@ -95,10 +103,10 @@ _LOG_CLAMP = -100.0
 _BCE_EPSILON = float(np.float32(1e-12))
 
 
-def _bce(input, target, weight, reduction, want_grad):
-    x, t, dtype, reduction = _pair(input, target, reduction)
+def _bce(probs, target, weight, reduction, want_grad):
+    x, t, dtype, reduction = _pair(probs, target, reduction, name="probs")
     w = _optional(weight, x.shape, "weight")
-    check_probabilities(x, "input")
+    check_probabilities(x, "probs")
     with np.errstate(all="ignore"):
         log_p = np.maximum(np.log(x), _LOG_CLAMP)
         log_1mp = np.maximum(np.log1p(-x), _LOG_CLAMP)
@@ -150,8 +158,8 @@ def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mea
     return _bce(probs, target, weight, reduction, want_grad=True)
 
 
-def _bce_logits(input, target, weight, pos_weight, reduction, want_grad):
-    x, t, dtype, reduction = _pair(input, target, reduction)
+def _bce_logits(logits, target, weight, pos_weight, reduction, want_grad):
+    x, t, dtype, reduction = _pair(logits, target, reduction, name="logits")
     w = _optional(weight, x.shape, "weight")
     pw = _optional(pos_weight, x.shape, "pos_weight")
     with np.errstate(all="ignore"):
@@ -215,20 +223,17 @@ def _kl_div(input, target, reduction, log_target, want_grad):
     log_target = check_bool(log_target, "log_target")
     x, t, dtype, reduction = _pair(input, target, reduction,
                                    allowed=("mean", "sum", "none", "batchmean"))
-    # The terms are formed in float64 whatever the dtypes: they have both signs and
-    # cancel in the sum, so float32 terms (or a float32 log of a float32 target
-    # against a float64 input) put errors of a float ulp per term into a sum that can
-    # be 1e-4 of their magnitudes.  "none" rounds each float64 term once.
-    x64 = x.astype(np.float64, copy=False)
-    t64 = t.astype(np.float64, copy=False)
+    # The terms have both signs and cancel in the sum, so float32 terms would put an
+    # error of a float32 ulp per term into a sum that can be 1e-4 of their
+    # magnitudes: _pair gives them in float64.
     with np.errstate(all="ignore"):
         if log_target:
-            q = np.exp(t64)
-            elems = q * (t64 - x64)             # q (log q - input)
+            q = np.exp(t)
+            elems = q * (t - x)             # q (log q - input)
             empty = t == -np.inf
         else:
             q = t
-            elems = t64 * (np.log(t64) - x64)
+            elems = t * (np.log(t) - x)
             empty = t == 0
         # A class of target probability 0 contributes 0 (0 log 0 = 0), even against an
         # input of -inf; a NaN input still gives NaN.
@@ -282,9 +287,7 @@ def _mse(input, target, reduction, want_grad):
     x, t, dtype, reduction = _pair(input, target, reduction)
     with np.errstate(all="ignore"):
         diff = x - t
-        # A reduced loss is summed in float64, so square in float64 too: one float32
-        # square above float max must not make a mean that fits (e.g. of 3e19) inf.
-        elems = diff * diff if reduction == "none" else np.square(diff, dtype=np.float64)
+        elems = diff * diff
         grad = 2 * diff if want_grad else None
     return _finish(elems, grad, x, dtype, reduction, want_grad)
 

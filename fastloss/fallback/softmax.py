@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastloss._loss_validation import check_class_axis, check_same_shape, common_float_dtype
+from fastloss._loss_validation import (
+    check_bool,
+    check_class_axis,
+    check_same_shape,
+    common_float_dtype,
+)
 from fastloss._validation import as_float_array, check_out, finish_float, normalize_axis
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "softmax_backward", "log_softmax_backward"]
@@ -120,6 +125,7 @@ def logsumexp(x, axis=-1, *, keepdims=False, out=None):
     """
     arr, res_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
+    keepdims = check_bool(keepdims, "keepdims")
     kept_shape = tuple(1 if i in axes else n for i, n in enumerate(arr.shape))
     shape = kept_shape if keepdims else tuple(n for i, n in enumerate(arr.shape) if i not in axes)
     if out is not None:
