@@ -35,11 +35,10 @@
  *
  * Long contiguous rows (index targets without label smoothing, the common case) take
  * passes 1 and 2 in one read instead in the AVX-512 and AVX2 builds (ce_row_online, with the
- * online normalizer of softmax_impl.h's "rows read once").  (Taking the exponentials
- * straight from the registers of the first read, without reading the block again from
- * L1, measured 0.36 -> 0.59 ns per element.)  Intel Xeon, float32, 1 thread, medians of
- * 3 alternating processes: forward (2048, 32000) 30.9 -> 25.9 ms, (512, 128256) 33.7 ->
- * 26.7 ms; with the gradient in place 41.9 -> 33.6 and 46.2 -> 41.5 ms.
+ * online normalizer of softmax_impl.h's "rows read once"): the loads of one block
+ * overlap the exp of the previous one, where two passes leave DRAM idle during the exp.
+ * (Each block is read again from L1 for its exp: taking the exponentials straight from
+ * the registers of the first read was slower.)
  *
  * Layouts as in softmax_impl.h: rows (class axis contiguous or inner == 1), columns
  * (class axis not the most contiguous, e.g. (N, C, H, W) with axis 1: blocks of
@@ -70,8 +69,8 @@ typedef struct {
 
 /* The fl_ce_lane fields of `len` lanes as arrays: lane k is (o, i0 + k), or (o + k, i0)
  * with by_outer.  One loop per field: the loops vectorize (the columns layout runs it
- * per block of lanes); one loop setting every field stayed scalar under some flags,
- * 9 stores per lane, 20% of the (65536, 10) float32 forward.
+ * per block of lanes); one loop setting every field stayed scalar under some flags
+ * (9 scalar stores per lane, a large share of the short-row forward).
  * Every class index is read here, once per use, and checked against the n classes
  * again: the wrapper checked them all before the call, but another thread may write to
  * the labels while the kernel runs without the GIL, and such a race in the caller's

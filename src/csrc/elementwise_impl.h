@@ -24,7 +24,7 @@
  * type with the SIMD exp/log of fl_math.h (a few ulp), except the KL divergence:
  * its terms q (log q - x) have both signs and cancel in the sum (a reduced loss can
  * be 1e-4 of the sum of the terms' magnitudes), so errors of a few float ulp per
- * term came out 2.5e-5 relative in the sum (issue 24).  Its terms are formed in
+ * term came out 2.5e-5 relative in the sum.  Its terms are formed in
  * double with the double exp/log (log of the widened target); for float data that
  * halves the vector width of the loop (about twice the time where it is compute-bound;
  * figures in the commit that made it), and reduction="none" gets each element rounded

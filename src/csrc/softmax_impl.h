@@ -56,8 +56,7 @@ FL_FN(row_has_nan)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
 /* Sums in double over float data, without halving the exp's vector width: a loop
  * that mixes float and double gets the double vector length (8 lanes of AVX-512
  * instead of 16), so the exponentials are computed by a float-only loop into an
- * L1-resident chunk and summed by a second loop over that chunk.  Measured on Zen 4:
- * 2.07 -> 2.54 Gelem/s for exp + sum. */
+ * L1-resident chunk and summed by a second loop over that chunk. */
 #define FL_SUM_CHUNK 1024
 
 static inline __attribute__((always_inline)) double
@@ -193,37 +192,31 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
  * output.  With two passes, the first streams the row from DRAM with nothing to
  * overlap it and the second computes with DRAM idle; block by block, the exp of one
  * block overlaps the loads of the next.  Used by softmax, log_softmax, logsumexp and
- * the cross-entropy (cross_entropy_impl.h).  Intel Xeon, float32, 1 thread, medians
- * of 3 alternating processes, two passes -> one read: (512, 128256) softmax out=
- * (streamed) 49.6 -> 36.0 ms, log_softmax out= 43.1 -> 34.3, softmax fresh 86.3 ->
- * 68.1, logsumexp 32.4 -> 20.8; (2048, 32000) softmax out= 36.2 -> 36.6 (the output's
- * writes bound it), log_softmax out= 34.7 -> 32.4, softmax fresh 75.6 -> 66.3,
- * log_softmax fresh 80.2 -> 72.3, logsumexp 28.5 -> 20.8. */
+ * the cross-entropy (cross_entropy_impl.h).  It gains most where the row's read is the
+ * whole cost (logsumexp, the cross-entropy forward); a softmax whose output must also be
+ * written is bound by those writes and gains little. */
 #ifndef FL_ONLINE_COMMON_DONE
 #define FL_ONLINE_COMMON_DONE
-/* Blocks of 128 elements (512 bytes of float): measured at (2048, 32000) float32 on the
- * Intel Xeon, 64 -> 0.40, 128 -> 0.36, 256 -> 0.38, 512 -> 0.39, 2048 -> 0.47 ns per
- * element (two passes: 0.43).  A block must be in L1 for its exp; a smaller one pays the
- * per-block reductions more often. */
+/* Blocks of 128 elements (512 bytes of float): a block must be in L1 for its exp; a
+ * smaller one pays the per-block reductions more often, a larger one falls out of L1
+ * (128 was the fastest of 64 to 2048 on long float32 rows).  The hand-written runs
+ * (fl_online_run_avx512_f32, fl_online_run_avx2_f32) assume 128. */
 #define FL_ONLINE_BLOCK 128
 #ifndef FL_ONLINE_MIN_ROW_BYTES   /* rows this long or longer; -D to compare the two */
 #define FL_ONLINE_MIN_ROW_BYTES 16384 /* measured only on rows of 128 KiB and more */
 #endif
 /* The AVX-512 and AVX2 builds read rows once (kernels_all.h sets FL_ONLINE_ROWS), with
  * their hand-written blocks (fl_math_avx512.h, fl_math_avx2.h).  The baseline build keeps
- * the two passes: with gcc's `omp simd` loops for the block's max and exp, one read
- * measured 1.75x slower than two passes (cross_entropy at the AVX2 level on an Intel
- * Xeon, before the AVX2 blocks were written by hand). */
+ * the two passes: with gcc's `omp simd` loops for the block's max and exp, one read is
+ * slower than two passes (one dependent reduction chain per block). */
 #ifndef FL_ONLINE_ROWS
 #define FL_ONLINE_ROWS 0
 #endif
 #define FL_ONLINE_MAX_SEGS 16
 /* Each block prefetches (into L1) the block this many bytes ahead: the hardware
- * prefetchers alone left the core waiting on DRAM between blocks.  Measured at
- * (2048, 32000) and (512, 128256) float32 on the Intel Xeon, alternating processes:
- * 1536-3072 bytes ahead all gained (cross_entropy 4-10%, in place with grad 6-18%, more
- * at 2 threads); 4096 was 10-35% slower than 2048; prefetcht2 (into L2 only) made the
- * forward slower than no prefetch (1 thread, (2048, 32000): 22.5 against 21.8 ms). */
+ * prefetchers alone left the core waiting on DRAM between blocks.  1.5-3 KiB ahead
+ * gains on long rows, 4 KiB ahead loses, and prefetcht2 (into L2 only) loses even to
+ * no prefetch.  -DFL_ONLINE_PREFETCH_BYTES=N to compare. */
 #ifndef FL_ONLINE_PREFETCH_BYTES
 #define FL_ONLINE_PREFETCH_BYTES 2048
 #endif
@@ -349,12 +342,9 @@ FL_FN(online_end)(const FL_FN(online_row) *st, FL_T *m_out)
  * target entry; fix_j < 0: none).  In a pass of its own after the row's read, that
  * pass waits on L2 with nothing to overlap it; so a rows loop hands it to the next
  * row's read (row_online_store), which scales it block by block while its exp runs,
- * and finishes the last row with pending_finish.  C harness, Intel Xeon, float32,
- * cross_entropy with grad in place, 1 thread, ns per element, interleaved runs:
- * (2048, 32000) 0.396-0.419 -> 0.358-0.397, (510, 128256) 0.423-0.455 -> 0.401-0.427;
- * without the pass at all, 0.30-0.32.  (The same scaling a chunk of 1024 at a time
- * between the read's chunks gained about half as much; prefetching the pending row's
- * lines made it slower.)  n == 0: none. */
+ * and finishes the last row with pending_finish.  (Scaling a chunk of 1024 at a time
+ * between the read's chunks hides less of it; prefetching the pending row's lines
+ * made it slower.)  n == 0: none. */
 typedef struct {
     FL_T *g;
     ptrdiff_t n, pos;    /* scaled up to pos */
@@ -424,9 +414,8 @@ FL_FN(pending_begin)(FL_FN(pending_scale) *p, FL_T *g, ptrdiff_t n, const fl_onl
  * (row_online_sum) and with (row_online_store) the stored exponentials: returns s, with
  * m in *m_out, and *xy = x[y] (y < 0: none).  Inlined into the cross-entropy's lanes
  * (one large function holding every mode), the block loop kept the running max and
- * sum on the stack: C harness, Intel Xeon, (2048, 32000) float32 cross_entropy
- * 0.291-0.297 -> 0.278-0.281 ns per element, 0.218 -> 0.210 from L2 (one call per
- * row: nothing measurable). */
+ * sum on the stack; a function of its own keeps them in registers (one call per row
+ * costs nothing measurable). */
 static __attribute__((noinline)) double
 FL_FN(row_online_sum)(const FL_T *x, ptrdiff_t n, ptrdiff_t y, double *xy, FL_T *m_out)
 {
@@ -516,8 +505,7 @@ FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t
          * largest entries (x - m == 0), where x - (m + log s) would lose them.
          * The exponentials go to y itself when y is a separate contiguous row: its
          * cache lines are then fetched for writing during the exp pass, where the
-         * misses hide behind the arithmetic, instead of stalling the light final pass
-         * (float64 (8192, 1000) out=: 11.0 -> 8.7 ms at 1 thread). */
+         * misses hide behind the arithmetic, instead of stalling the light final pass. */
         const double s = (ys == 1 && y != x) ? FL_FN(row_exp_store)(x, n, cs, m, y, 1, pf)
                                              : FL_FN(row_sumexp)(x, n, cs, m, pf);
         FL_T ls = (FL_T)log(s);
@@ -833,9 +821,7 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
         const int unit = v->sa[1] == 1 && v->so[1] == 1;
         /* Not in place: there each row is in cache when its output is written, and
          * streaming stores to those lines must evict them first; plain stores (the
-         * loop below) measured faster.  Intel Xeon, float32, 1 thread, softmax in
-         * place: (8192, 1000) 6.3 -> 3.5 ms, (2048, 32000) 45-48 -> 31-32, (512,
-         * 128256) 47-54 -> 32-34; log_softmax the same. */
+         * loop below) are faster there, for softmax and log_softmax alike. */
         if (unit && v->inner == 1 && x != y && fl_stream_output(v, sizeof(FL_T))
             && n * (ptrdiff_t)sizeof(FL_T) <= FL_STREAM_MAX_ROW_BYTES) {
             FL_T *scratch = log_mode ? NULL
