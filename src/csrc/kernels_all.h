@@ -265,6 +265,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 
 /* fl_count_labels_fn: branch-free, so that it vectorizes (64-bit compares: AVX2 and up;
  * a negative label, seen as unsigned, is huge, so one compare tests both ends) */
+/* count_labels_baseline, count_labels_avx2, count_labels_avx512 (fl_kernel_table .count_labels) */
 static ptrdiff_t FL_CAT(count_labels, FL_ISA)(const int64_t *labels, ptrdiff_t n,
                                              int64_t n_classes, int64_t ignore_index)
 {
