@@ -12,12 +12,11 @@ Flags and why:
   -fno-wrapv                   src/csrc/*.c only, after Python's own CFLAGS, which carry
                                -fwrapv (CPython's C relies on wrapping signed integers;
                                Cython's output keeps it, the kernels do not need it).
-                               With -fwrapv gcc scheduled the one-read block loop worse:
-                               C harness, Intel Xeon, float32 (2048, 32000), 1 thread,
-                               cross_entropy_with_grad in place 0.36 -> 0.43 ns per
-                               element, cross_entropy 0.30 -> 0.31.  (The short
-                               rows' setup loop it left scalar is now written to
-                               vectorize either way: fl_ce_lanes_setup, README)
+                               With -fwrapv gcc schedules the one-read block loop
+                               (fl_online_run_*, src/csrc/fl_math_avx512.h) worse.
+                               (The short rows' setup loop is written to vectorize
+                               under either flag: fl_ce_lanes_setup in
+                               src/csrc/cross_entropy_impl.h.)
   -fopenmp                     if a probe program compiles and links with it; else the
                                build continues single-threaded (-fopenmp-simd keeps the
                                `#pragma omp simd` vectorization hints)

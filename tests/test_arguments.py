@@ -1,5 +1,5 @@
-"""Arguments that must not be guessed (issue 24): a bool is not an axis and a flag is
-not a truthy value.
+"""Arguments that must not be guessed: a bool is not an axis and a flag is not a
+truthy value.
 
 ``operator.index(True)`` is 1, so ``axis=True`` used to mean axis 1 (NumPy 2 raises
 ``TypeError``), and ``kl_div(log_target="yes")`` chose the formula by truthiness.

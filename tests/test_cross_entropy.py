@@ -935,7 +935,7 @@ def test_labels_changed_by_another_thread_never_crash(backend, tmp_path):
     """Another thread writes out-of-range labels while the kernels run without the GIL:
     the kernels check each label as they read it, so the process neither crashes nor
     reads out of bounds (before, it segfaulted within seconds), and a call that read
-    one raises.  FASTLOSS_RACE_SECONDS sets the duration (the issue's probe: 30)."""
+    one raises.  FASTLOSS_RACE_SECONDS sets the duration (default 6; 30 for a longer probe)."""
     import os
     import subprocess
     import sys

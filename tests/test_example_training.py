@@ -2,8 +2,9 @@
 gradient descent, with fastloss supplying the loss, its gradient and the activation.
 
 EXAMPLE is the exact text for the README (between the ```python fences); keep the
-two in sync.  The test runs it under both backends and checks what it prints: a loss
-that falls at every report and a high training accuracy.
+two in sync.  docs/user-guide.md includes EXAMPLE's text from this file.  The test runs
+it under both backends and checks what it prints: a loss that falls at every report and
+a high training accuracy.
 """
 import re
 

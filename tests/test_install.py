@@ -267,7 +267,7 @@ FORK_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
                     reason="no fork on this platform")
 def test_fork_pool_children_do_not_hang(tmp_path):
-    """Issue 24: after a 2-thread call in the parent, children of a fork Pool hung in
+    """After a 2-thread call in the parent, children of a fork Pool would hang in
     their first parallel region (libgomp's pool does not survive fork).  They now run
     on 1 thread, say so once when asked for more, and compute the right numbers.  A
     hang is a timeout (the script gives up after 40 s, this test after 60 s), never a

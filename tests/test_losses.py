@@ -448,7 +448,7 @@ def test_kl_div_zero_target_against_minus_inf(backend, dtype):
 
 
 def _kl_cancelling_problem(shape=(500, 1000), seed=24):
-    """Issue 24: log_softmax(x) against softmax(x + 0.01 noise), float32.  The terms
+    """log_softmax(x) against softmax(x + 0.01 noise), float32.  The terms
     q (log q - input) have both signs and the divergence is ~1e-4 of the sum of their
     magnitudes: terms formed in float32 put the sum off by 2.5e-5 relative."""
     rng = np.random.default_rng(seed)
@@ -496,7 +496,7 @@ def test_kl_div_float32_cancelling_terms_every_simd_level(simd_level):
 @pytest.mark.parametrize("log_target", [False, True])
 def test_kl_div_float64_input_float32_target(backend, log_target):
     """A float32 target against a float64 input: the computation is float64, also
-    the target's log (exp) -- issue 24: the fallback took it in float32."""
+    the target's log (exp); the fallback once took it in float32."""
     rng = np.random.default_rng(11)
     a = rng.standard_normal((300, 100))
     lp = a - np.log(np.exp(a).sum(-1, keepdims=True))

@@ -35,11 +35,10 @@
  *
  * Long contiguous rows (index targets without label smoothing, the common case) take
  * passes 1 and 2 in one read instead in the AVX-512 and AVX2 builds (ce_row_online, with the
- * online normalizer of softmax_impl.h's "rows read once").  (Taking the exponentials
- * straight from the registers of the first read, without reading the block again from
- * L1, measured 0.36 -> 0.59 ns per element.)  Intel Xeon, float32, 1 thread, medians of
- * 3 alternating processes: forward (2048, 32000) 30.9 -> 25.9 ms, (512, 128256) 33.7 ->
- * 26.7 ms; with the gradient in place 41.9 -> 33.6 and 46.2 -> 41.5 ms.
+ * online normalizer of softmax_impl.h's "rows read once"): the loads of one block
+ * overlap the exp of the previous one, where two passes leave DRAM idle during the exp.
+ * (Each block is read again from L1 for its exp: taking the exponentials straight from
+ * the registers of the first read was slower.)
  *
  * Layouts as in softmax_impl.h: rows (class axis contiguous or inner == 1), columns
  * (class axis not the most contiguous, e.g. (N, C, H, W) with axis 1: blocks of
@@ -70,8 +69,8 @@ typedef struct {
 
 /* The fl_ce_lane fields of `len` lanes as arrays: lane k is (o, i0 + k), or (o + k, i0)
  * with by_outer.  One loop per field: the loops vectorize (the columns layout runs it
- * per block of lanes); one loop setting every field stayed scalar under some flags,
- * 9 stores per lane, 20% of the (65536, 10) float32 forward.
+ * per block of lanes); one loop setting every field stayed scalar under some flags
+ * (9 scalar stores per lane, a large share of the short-row forward).
  * Every class index is read here, once per use, and checked against the n classes
  * again: the wrapper checked them all before the call, but another thread may write to
  * the labels while the kernel runs without the GIL, and such a race in the caller's
@@ -184,6 +183,7 @@ fl_ce_target_grad(const fl_ce_args *a, double gc, double wy, ptrdiff_t n, double
 /* Pass 2 over one row: s = sum_j e_j with e_j = exp(x_j - m), e_j stored to g when
  * store, and the loss sums of `mode` into *swd, *swq.  c1 = 1 - eps and c0 = eps / n
  * (probability targets). */
+/* ce_row_sums_f32, ce_row_sums_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
                    FL_T *g, ptrdiff_t gs, ptrdiff_t n, FL_T m,
@@ -244,6 +244,7 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
 
 /* Pass 3: g_j = e_j * alpha - beta_j from e (which may be g itself), then the target
  * entry in double.  s, swq: the row's sums. */
+/* ce_row_grad_f32, ce_row_grad_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_T *g,
                    ptrdiff_t gs, ptrdiff_t n, const fl_ce_args *a, const fl_ce_lane *L,
@@ -281,6 +282,7 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
  * g_j = e_j * alpha * exp(m_k - m), with the m_k of e_j's stretch (seg), and the target
  * entry: left pending (pending_scale in softmax_impl.h), done during the next row's
  * read or by the rows loop's pending_finish. */
+/* ce_row_online_f32, ce_row_online_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
                      const fl_ce_args *a, const fl_ce_lane *L, const int grad,
@@ -307,6 +309,7 @@ FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
 
 /* One lane in the rows layout: returns sw * l (0 for an ignored lane), writes it to
  * *loss_slot when given and the gradient row to g when grad. */
+/* ce_row_f32, ce_row_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g, ptrdiff_t gs,
               FL_T *loss_slot, ptrdiff_t n, const fl_ce_args *a, const fl_ce_lane *L,
@@ -347,6 +350,7 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
  * (and gi, qi == 1) every inner loop is a contiguous vector loop.  The lanes are
  * i0 .. i0 + len - 1 of outer index o, or, with flat_lanes, the rows o .. o + len - 1
  * of an input with inner == 1 (the flat layout).  Lane i's loss goes to loss[i * lstride]. */
+/* ce_cols_f32, ce_cols_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff_t qc,
                ptrdiff_t qi, FL_T *g, ptrdiff_t gc, ptrdiff_t gi, FL_T *loss, ptrdiff_t lstride,
@@ -481,6 +485,7 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
  * reductions per row; so blocks of FL_COL_BLOCK rows are transposed into an L1
  * buffer and run through the columns code, where every step is a vector loop across
  * rows, and the gradient is transposed back. */
+/* ce_flat_f32, ce_flat_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_flat)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3 *v,
                const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le,
@@ -505,6 +510,7 @@ FL_FN(ce_flat)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
 
 /* ------------------------------------------------------------------ entry point */
 
+/* ce_body_f32, ce_body_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3 *v,
                const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le,
@@ -557,6 +563,7 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
     return total;
 }
 
+/* cross_entropy_lanes_f32, cross_entropy_lanes_f64 (fl_kernel_table .cross_entropy_f32/_f64) */
 static double
 FL_FN(cross_entropy_lanes)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss,
                            const fl_view3 *v, const fl_ce_args *a, ptrdiff_t lb, ptrdiff_t le)
@@ -582,6 +589,7 @@ FL_FN(cross_entropy_lanes)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss,
 
 /* l = -w_y x_y per lane (0 when ignored); the gradient row is 0 except -gc w_y at y.
  * One element read per lane; the gradient is a fill plus a scatter. */
+/* nll_lanes_f32, nll_lanes_f64 (fl_kernel_table .nll_f32/_f64) */
 static double
 FL_FN(nll_lanes)(const FL_T *x, FL_T *g, FL_T *loss, const fl_view3 *v, const fl_ce_args *a,
                  ptrdiff_t lb, ptrdiff_t le)

@@ -24,7 +24,7 @@
  * type with the SIMD exp/log of fl_math.h (a few ulp), except the KL divergence:
  * its terms q (log q - x) have both signs and cancel in the sum (a reduced loss can
  * be 1e-4 of the sum of the terms' magnitudes), so errors of a few float ulp per
- * term came out 2.5e-5 relative in the sum (issue 24).  Its terms are formed in
+ * term came out 2.5e-5 relative in the sum.  Its terms are formed in
  * double with the double exp/log (log of the widened target); for float data that
  * halves the vector width of the loop (about twice the time where it is compute-bound;
  * figures in the commit that made it), and reduction="none" gets each element rounded
@@ -37,6 +37,7 @@
 
 /* ================================================================== activations */
 
+/* sigmoid_elem_f32, sigmoid_elem_f64 */
 static inline __attribute__((always_inline)) FL_T
 FL_FN(sigmoid_elem)(FL_T x)
 {
@@ -48,6 +49,7 @@ FL_FN(sigmoid_elem)(FL_T x)
 }
 
 /* softplus(u) = log(1 + exp(u)) = max(u, 0) + log1p(exp(-|u|)), finite for any u */
+/* softplus_elem_f32, softplus_elem_f64 */
 static inline __attribute__((always_inline)) FL_T
 FL_FN(softplus_elem)(FL_T u)
 {
@@ -55,6 +57,7 @@ FL_FN(softplus_elem)(FL_T u)
     return (u > 0 ? u : (FL_T)0) + FL_LOG1P(FL_EXP(-a));
 }
 
+/* act_loop_f32, act_loop_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(act_loop)(const int op, const FL_T *x, FL_T *y, ptrdiff_t n, FL_T p0, FL_T p1)
 {
@@ -75,6 +78,7 @@ FL_FN(act_loop)(const int op, const FL_T *x, FL_T *y, ptrdiff_t n, FL_T p0, FL_T
     }
 }
 
+/* activation_f32, activation_f64 (fl_kernel_table .activation_f32/_f64) */
 static void
 FL_FN(activation)(const FL_T *x, FL_T *y, ptrdiff_t n, int op, double p0, double p1)
 {
@@ -90,6 +94,7 @@ FL_FN(activation)(const FL_T *x, FL_T *y, ptrdiff_t n, int op, double p0, double
 
 /* Backward: g is the gradient w.r.t. the output; z the forward output (sigmoid,
  * tanh) or input (relu, leaky_relu, softplus), as in PyTorch. */
+/* act_bwd_loop_f32, act_bwd_loop_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(act_bwd_loop)(const int op, const FL_T *g, const FL_T *z, FL_T *out, ptrdiff_t n,
                     FL_T p0, FL_T p1)
@@ -111,6 +116,7 @@ FL_FN(act_bwd_loop)(const int op, const FL_T *g, const FL_T *z, FL_T *out, ptrdi
     }
 }
 
+/* activation_backward_f32, activation_backward_f64 (fl_kernel_table .activation_backward_f32/_f64) */
 static void
 FL_FN(activation_backward)(const FL_T *g, const FL_T *z, FL_T *out, ptrdiff_t n, int op,
                            double p0, double p1)
@@ -131,6 +137,7 @@ FL_FN(activation_backward)(const FL_T *g, const FL_T *z, FL_T *out, ptrdiff_t n,
  * (gs in double, gsf the same in the element type).  x is the input, t the target,
  * w the weight and pw the pos_weight at this element.  The losses computed in the
  * element type scale their gradient there too: no round trip through double. */
+/* ploss_elem_f32, ploss_elem_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(ploss_elem)(const int op, FL_T x, FL_T t, FL_T w, FL_T pw, double prm,
                   double iprm, double gs, FL_T gsf, double *l, FL_T *d)
@@ -221,6 +228,7 @@ FL_FN(ploss_elem)(const int op, FL_T x, FL_T t, FL_T w, FL_T pw, double prm,
 /* One stretch of n elements in which each broadcast factor is either a contiguous
  * vector (wvec/pvec set) or a scalar.  Writes the per-element losses (lo) and the
  * gradient (g) when asked for and returns the sum of the losses. */
+/* ploss_stretch_f32, ploss_stretch_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ploss_stretch)(const int op, const int has_lo, const int has_g, const int wvec,
                      const int pvec, const FL_T *x, const FL_T *t, FL_T *lo, FL_T *g,
@@ -246,6 +254,7 @@ FL_FN(ploss_stretch)(const int op, const int has_lo, const int has_g, const int 
 /* Length of the stretch starting at element k (at most maxlen) over which factor b
  * is one vector (*vec) or one scalar (*vec = NULL, *scalar); tile, when not NULL, is
  * the factor's pattern repeated over tile_len elements (a multiple of its period). */
+/* bcast_stretch_f32, bcast_stretch_f64 */
 static inline __attribute__((always_inline)) ptrdiff_t
 FL_FN(bcast_stretch)(const fl_bcast *b, const FL_T *tile, ptrdiff_t tile_len, ptrdiff_t k,
                      ptrdiff_t maxlen, const FL_T **vec, FL_T *scalar)
@@ -273,6 +282,7 @@ FL_FN(bcast_stretch)(const fl_bcast *b, const FL_T *tile, ptrdiff_t tile_len, pt
 }
 
 /* Fill tile with the factor's pattern when it is short; returns the tile length or 0. */
+/* bcast_tile_f32, bcast_tile_f64 */
 static inline ptrdiff_t
 FL_FN(bcast_tile)(const fl_bcast *b, FL_T *tile)
 {
@@ -285,6 +295,7 @@ FL_FN(bcast_tile)(const fl_bcast *b, FL_T *tile)
     return len;
 }
 
+/* ploss_run_f32, ploss_run_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ploss_run)(const int op, const int has_lo, const int has_g, const FL_T *x,
                  const FL_T *t, FL_T *lo, FL_T *g, ptrdiff_t begin, ptrdiff_t end,
@@ -330,6 +341,7 @@ FL_FN(ploss_run)(const int op, const int has_lo, const int has_g, const FL_T *x,
 
 /* Sum over [begin, end) of the element losses; lo (per-element losses) and g
  * (gradient) are written where not NULL. */
+/* pointwise_loss_f32, pointwise_loss_f64 (fl_kernel_table .pointwise_loss_f32/_f64) */
 static double
 FL_FN(pointwise_loss)(const FL_T *x, const FL_T *t, FL_T *lo, FL_T *g, ptrdiff_t begin,
                       ptrdiff_t end, const fl_ploss_args *a)
@@ -349,6 +361,7 @@ FL_FN(pointwise_loss)(const FL_T *x, const FL_T *t, FL_T *lo, FL_T *g, ptrdiff_t
 
 /* First k in [begin, end) with x[k] outside [lo, hi], or -1 (NaN is not outside).
  * Blocks of FL_TILE_ELEMS are tested with one vectorized count each. */
+/* first_outside_f32, first_outside_f64 (fl_kernel_table .first_outside_f32/_f64) */
 static ptrdiff_t
 FL_FN(first_outside)(const FL_T *x, ptrdiff_t begin, ptrdiff_t end, double lo, double hi)
 {
@@ -371,6 +384,7 @@ FL_FN(first_outside)(const FL_T *x, ptrdiff_t begin, ptrdiff_t end, double lo, d
 /* The hinge terms of classes [0, n) of one row, none of them the target:
  * z_j = base + x_j with base = margin - x_y.  Adds sum_j h_j to *hsum and, when
  * has_g, writes g_j = dh_j/dx_j * gfac and adds it to *gsum. */
+/* margin_span_f32, margin_span_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(margin_span)(const int p2, const int has_g, const FL_T *x, ptrdiff_t xs, FL_T *g,
                    ptrdiff_t gst, ptrdiff_t n, double base, double gfac, double *hsum,
@@ -392,6 +406,7 @@ FL_FN(margin_span)(const int p2, const int has_g, const FL_T *x, ptrdiff_t xs, F
     *gsum += gsm;
 }
 
+/* margin_run_f32, margin_run_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(margin_run)(const int p2, const int has_g, const int unit, const FL_T *x,
                   const ptrdiff_t *target, FL_T *lo, FL_T *g, const fl_view3 *v,
@@ -426,6 +441,7 @@ FL_FN(margin_run)(const int p2, const int has_g, const int unit, const FL_T *x,
  * is the class of lane r (validated by the caller), lo[r] receives its loss when not
  * NULL, g (strides so) the gradient when not NULL.  Returns the sum of the lanes'
  * losses. */
+/* multi_margin_f32, multi_margin_f64 (fl_kernel_table .multi_margin_f32/_f64) */
 static double
 FL_FN(multi_margin)(const FL_T *x, const ptrdiff_t *target, FL_T *lo, FL_T *g,
                     const fl_view3 *v, ptrdiff_t lb, ptrdiff_t le, const fl_margin_args *a)

@@ -2,7 +2,7 @@
  * fl_math.h -- exp and log written so that gcc turns loops over them into SIMD code.
  *
  * libm's expf/exp are calls the vectorizer cannot see through, so a loop such as
- * `y[j] = expf(x[j] - m)` stays scalar (~0.4 Gelem/s).  These inline versions use
+ * `y[j] = expf(x[j] - m)` stays scalar.  These inline versions use
  * only +, *, fma, compares-with-select and integer bit tricks, so a loop over them
  * vectorizes for whatever instruction set the including translation unit targets
  * (see kernels_*.c).  They need -fno-trapping-math (lets gcc turn the selects into
@@ -132,9 +132,9 @@ FL_INLINE double fl_exp(double x)
  * smallest normal (x < log(FLT_MIN) = -87.34) are flushed to 0: an absolute error
  * under 1.2e-38 in a probability, far inside the contract, and the sums these
  * feed are >= 1.  2^n is added to the exponent field (an integer add, exact for
- * normal results) instead of two multiplies: with the shorter polynomial, 5.3 vs
- * 4.5 Gelem/s before (AVX-512, Zen 4, L1-resident loop; the exp is FP-throughput
- * bound).  -inf gives 0, NaN propagates (it fails the compare).  AVX-512 builds run
+ * normal results) instead of two multiplies: the exp is FP-throughput bound, so
+ * every vector operation saved counts.  -inf gives 0, NaN propagates (it fails the
+ * compare).  AVX-512 builds run
  * the rows' exp loops with fl_math_avx512.h instead (vscalef: no flush). */
 FL_INLINE float fl_expf_nonpos(float x)
 {

@@ -12,15 +12,14 @@
  * polynomials), but
  *   n           one fma with the shifter 1.5 * 2^23 (2^52 for double) and one
  *               subtraction, which run on either FMA port.  (vrndscale, which rounds in
- *               one instruction, is two port-0 uops on the Intel Xeon: Intel, (8192,
- *               1000) float32 out= softmax 4.15 -> 4.06 ms, cross_entropy 2.64 -> 2.50
- *               at 1 thread.)  |x / ln2| <= 1077, so the integer lands exactly.
+ *               one instruction, is two port-0 uops on Intel's AVX-512 cores.)
+ *               |x / ln2| <= 1077, so the integer lands exactly.
  *   vscalef     p * 2^n with IEEE underflow: results below FLT_MIN come out as
  *               correctly rounded subnormals (no flush, no compare/blend), and
  *               n = -inf or huge negative gives 0;
- * and the polynomial in plain Horner form (FMA is always there).  Measured on Zen 4,
- * L1-resident loop: float 5.35 -> 5.90 Gelem/s (13 vector operations per 16 values
- * instead of 17).  Max error (tests/test_simd_math.py, "avx512"): see MAX_ULP there.
+ * and the polynomial in plain Horner form (FMA is always there): 13 vector operations
+ * per 16 floats instead of 17.  Max error (tests/test_simd_math.py, "avx512"): see
+ * MAX_ULP there.
  *
  * x is clamped below first (max(lo, x) keeps NaN: vmaxps returns its second operand
  * when either is NaN), so -inf gives exp(lo) * ... = 0 and never inf - inf.
@@ -102,11 +101,10 @@ fl_exp_shifted_avx512_f64(const double *x, double m, double *e, ptrdiff_t len)
 }
 
 /* The same, and returns sum_j e[j].  For double the adds run on other ports than the
- * exp's FMAs and hide behind them in one loop; a separate summing pass over e was one
- * dependent vaddpd chain and cost 8% of a row (perf annotate): (8192, 1000) out=
- * softmax 8.0 -> 7.2 ms, log_softmax 9.0 -> 8.0 ms at 1 thread.  float has no such
- * variant: there the widening converts (vcvtps2pd) are what costs, fused or not, and
- * fused measured slower for long rows (cross_entropy (2048, 32000) 20.1 -> 23.3 ms). */
+ * exp's FMAs and hide behind them in one loop; a separate summing pass over e is one
+ * dependent vaddpd chain (a visible share of a row in perf annotate).  float has no
+ * such variant: there the widening converts (vcvtps2pd) are what costs, fused or not,
+ * and fused was slower for long rows. */
 static inline __attribute__((always_inline)) double
 fl_exp_shifted_sum_avx512_f64(const double *x, double m, double *e, ptrdiff_t len)
 {
@@ -254,12 +252,8 @@ static inline __attribute__((always_inline)) double fl_sum_as_double_avx512_f32(
  *     ignores it as the max does; -0 and a NaN with the sign set never count);
  *   - the block's vectors, the shift and the exp's constants stay in registers (without
  *     g, gcc widens the exponentials from the registers, not from the chunk).
- * Intel Xeon, float32, 1 thread, interleaved processes, C harness (ns per element):
- * cross_entropy (2048, 32000) 0.308-0.312 -> 0.292-0.298, (512, 128256) 0.303-0.314 ->
- * 0.288-0.291; with grad in place (2048, 32000) 0.375-0.385 -> 0.359-0.362,
- * (512, 128256) 0.415-0.419 -> 0.400-0.410.  Python, built by setup.py (which needs
- * -fno-wrapv for it, see there): cross_entropy 21.1-22.2 -> 19.8-20.9 ms at both
- * shapes, with grad in place (512, 128256) 27.9-28.5 -> 26.6-27.4 ms. */
+ * gcc schedules this loop well only without -fwrapv: setup.py compiles the C kernels
+ * with -fno-wrapv (see there). */
 static inline __attribute__((always_inline)) ptrdiff_t
 fl_online_run_avx512_f32(const float *x, float *g, float *pg, float pf, ptrdiff_t nb,
                          float m, double *s, ptrdiff_t prefetch_bytes)

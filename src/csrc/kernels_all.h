@@ -44,10 +44,9 @@ static inline ptrdiff_t fl_lane_block(const fl_view3 *v, ptrdiff_t lane, ptrdiff
  * the next row while the current one computes (its exp pass) overlaps the two.
  * The prefetches go out FL_PF_BLOCK elements' worth at a time, interleaved with the
  * computation: all of a 4 KiB chunk's 64 lines at once filled the miss buffers and
- * stalled the current row's own loads (measured slower than no prefetch at all).
- * Measured at (2048, 32000) float32, 1 thread: cross-entropy forward 28.3 -> 23.8
- * ms, in place with gradient 32.8 -> 27.8 ms.  Which rows are long enough depends on
- * the CPU's own prefetcher: fl_long_row_bytes, chosen at import (dispatch.c). */
+ * stalled the current row's own loads (slower than no prefetch at all).  Which rows
+ * are long enough depends on the CPU's own prefetcher: fl_long_row_bytes, chosen at
+ * import (dispatch.c), FASTLOSS_LONG_ROW_BYTES to override. */
 #define FL_PF_BLOCK 128               /* elements computed per burst of prefetches */
 
 static inline void fl_prefetch_range(const void *p, ptrdiff_t bytes)
@@ -70,9 +69,9 @@ static inline int fl_prefetch_next(const fl_view3 *v, ptrdiff_t r, ptrdiff_t le,
  * memory.  Used only where a whole output is larger than the last-level cache
  * (FL_STREAM_MIN_BYTES), i.e. where it would be evicted before anything read it, and
  * its rows are long (fl_long_row_bytes: the streamed path is pipelined with the
- * next row's prefetch; with short rows on Zen 4 its pieces are small and it measured
- * slower, (8192, 1000) out= float32 softmax 3.5 -> 5.0 ms, while long rows gain,
- * (2048, 32000) 38.2 -> 29.5 ms; on Intel 4 KiB rows gain too: see dispatch.c).
+ * next row's prefetch; with short rows on CPUs whose hardware prefetcher keeps up,
+ * such as Zen 4, its pieces are small and it loses, while long rows gain everywhere:
+ * see dispatch.c).
  * The kernels call fl_stream_fence before returning: streaming stores are weakly
  * ordered, and the caller (another thread, after the OpenMP barrier) reads them. */
 #if defined(__x86_64__) && (defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__))
@@ -125,9 +124,8 @@ static inline ptrdiff_t fl_head_to_line(const void *p, size_t esize, ptrdiff_t n
 /* Whether a softmax-like kernel writing the view's output should stream it.  Not into
  * a freshly allocated output on new pages (fl_output_is_fresh): the OS zeroes each
  * page through the cache as it is first written, so plain stores hit cached lines
- * while streaming stores must first evict them (Intel Xeon, float32 (2048, 32000)
- * softmax fresh, 1 thread: 75 ms plain, 90 streamed; float64 (8192, 1000): 17.4 vs 24
- * ms).  A fresh output on pages the allocator used before is streamed like out=. */
+ * while streaming stores must first evict them, so streaming loses there.  A fresh
+ * output on pages the allocator used before is streamed like out=. */
 static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 {
     return FL_HAVE_STREAM && !v->fresh_out
@@ -267,6 +265,7 @@ static inline int fl_stream_output(const fl_view3 *v, size_t esize)
 
 /* fl_count_labels_fn: branch-free, so that it vectorizes (64-bit compares: AVX2 and up;
  * a negative label, seen as unsigned, is huge, so one compare tests both ends) */
+/* count_labels_baseline, count_labels_avx2, count_labels_avx512 (fl_kernel_table .count_labels) */
 static ptrdiff_t FL_CAT(count_labels, FL_ISA)(const int64_t *labels, ptrdiff_t n,
                                              int64_t n_classes, int64_t ignore_index)
 {

@@ -30,6 +30,7 @@
 
 /* ------------------------------------------------------------------ rows */
 
+/* row_max_f32, row_max_f64 */
 static inline __attribute__((always_inline)) FL_T
 FL_FN(row_max)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
 {
@@ -45,6 +46,7 @@ FL_FN(row_max)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
     return m;
 }
 
+/* row_has_nan_f32, row_has_nan_f64 */
 static inline __attribute__((always_inline)) int
 FL_FN(row_has_nan)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
 {
@@ -56,10 +58,10 @@ FL_FN(row_has_nan)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs)
 /* Sums in double over float data, without halving the exp's vector width: a loop
  * that mixes float and double gets the double vector length (8 lanes of AVX-512
  * instead of 16), so the exponentials are computed by a float-only loop into an
- * L1-resident chunk and summed by a second loop over that chunk.  Measured on Zen 4:
- * 2.07 -> 2.54 Gelem/s for exp + sum. */
+ * L1-resident chunk and summed by a second loop over that chunk. */
 #define FL_SUM_CHUNK 1024
 
+/* sum_as_double_f32, sum_as_double_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(sum_as_double)(const FL_T *e, ptrdiff_t n)
 {
@@ -76,6 +78,7 @@ FL_FN(sum_as_double)(const FL_T *e, ptrdiff_t n)
 /* e_j = exp(x_j - m) for a contiguous stretch of len elements (float-only, full
  * vector width).  pf: the same stretch of the next row, prefetched meanwhile in
  * bursts of FL_PF_BLOCK elements (see fl_prefetch_next), or NULL. */
+/* exp_shifted_plain_f32, exp_shifted_plain_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(exp_shifted_plain)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len)
 {
@@ -87,6 +90,7 @@ FL_FN(exp_shifted_plain)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len)
 #endif
 }
 
+/* exp_shifted_f32, exp_shifted_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(exp_shifted)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf)
 {
@@ -102,6 +106,7 @@ FL_FN(exp_shifted)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf
 }
 
 /* Whether max_j x_j > m over a contiguous stretch (NaN ignored, as in row_max) */
+/* max_exceeds_f32, max_exceeds_f64 */
 static inline __attribute__((always_inline)) int
 FL_FN(max_exceeds)(const FL_T *x, ptrdiff_t n, FL_T m)
 {
@@ -113,6 +118,7 @@ FL_FN(max_exceeds)(const FL_T *x, ptrdiff_t n, FL_T m)
 }
 
 /* e_j = exp(x_j - m) as exp_shifted; returns sum_j e_j (in double) */
+/* exp_shifted_sum_f32, exp_shifted_sum_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(exp_shifted_sum)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T *pf)
 {
@@ -133,6 +139,7 @@ FL_FN(exp_shifted_sum)(const FL_T *x, FL_T m, FL_T *e, ptrdiff_t len, const FL_T
 }
 
 /* sum_j exp(x_j - m); pf: the next row to prefetch (see fl_prefetch_next) or NULL */
+/* row_sumexp_f32, row_sumexp_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(row_sumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, const FL_T *pf)
 {
@@ -153,6 +160,7 @@ FL_FN(row_sumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, const FL_T *
 }
 
 /* y_j = exp(x_j - m); returns sum_j y_j.  pf as in row_sumexp. */
+/* row_exp_store_f32, row_exp_store_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, ptrdiff_t ys,
                      const FL_T *pf)
@@ -193,37 +201,31 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
  * output.  With two passes, the first streams the row from DRAM with nothing to
  * overlap it and the second computes with DRAM idle; block by block, the exp of one
  * block overlaps the loads of the next.  Used by softmax, log_softmax, logsumexp and
- * the cross-entropy (cross_entropy_impl.h).  Intel Xeon, float32, 1 thread, medians
- * of 3 alternating processes, two passes -> one read: (512, 128256) softmax out=
- * (streamed) 49.6 -> 36.0 ms, log_softmax out= 43.1 -> 34.3, softmax fresh 86.3 ->
- * 68.1, logsumexp 32.4 -> 20.8; (2048, 32000) softmax out= 36.2 -> 36.6 (the output's
- * writes bound it), log_softmax out= 34.7 -> 32.4, softmax fresh 75.6 -> 66.3,
- * log_softmax fresh 80.2 -> 72.3, logsumexp 28.5 -> 20.8. */
+ * the cross-entropy (cross_entropy_impl.h).  It gains most where the row's read is the
+ * whole cost (logsumexp, the cross-entropy forward); a softmax whose output must also be
+ * written is bound by those writes and gains little. */
 #ifndef FL_ONLINE_COMMON_DONE
 #define FL_ONLINE_COMMON_DONE
-/* Blocks of 128 elements (512 bytes of float): measured at (2048, 32000) float32 on the
- * Intel Xeon, 64 -> 0.40, 128 -> 0.36, 256 -> 0.38, 512 -> 0.39, 2048 -> 0.47 ns per
- * element (two passes: 0.43).  A block must be in L1 for its exp; a smaller one pays the
- * per-block reductions more often. */
+/* Blocks of 128 elements (512 bytes of float): a block must be in L1 for its exp; a
+ * smaller one pays the per-block reductions more often, a larger one falls out of L1
+ * (128 was the fastest of 64 to 2048 on long float32 rows).  The hand-written runs
+ * (fl_online_run_avx512_f32, fl_online_run_avx2_f32) assume 128. */
 #define FL_ONLINE_BLOCK 128
 #ifndef FL_ONLINE_MIN_ROW_BYTES   /* rows this long or longer; -D to compare the two */
 #define FL_ONLINE_MIN_ROW_BYTES 16384 /* measured only on rows of 128 KiB and more */
 #endif
 /* The AVX-512 and AVX2 builds read rows once (kernels_all.h sets FL_ONLINE_ROWS), with
  * their hand-written blocks (fl_math_avx512.h, fl_math_avx2.h).  The baseline build keeps
- * the two passes: with gcc's `omp simd` loops for the block's max and exp, one read
- * measured 1.75x slower than two passes (cross_entropy at the AVX2 level on an Intel
- * Xeon, before the AVX2 blocks were written by hand). */
+ * the two passes: with gcc's `omp simd` loops for the block's max and exp, one read is
+ * slower than two passes (one dependent reduction chain per block). */
 #ifndef FL_ONLINE_ROWS
 #define FL_ONLINE_ROWS 0
 #endif
 #define FL_ONLINE_MAX_SEGS 16
 /* Each block prefetches (into L1) the block this many bytes ahead: the hardware
- * prefetchers alone left the core waiting on DRAM between blocks.  Measured at
- * (2048, 32000) and (512, 128256) float32 on the Intel Xeon, alternating processes:
- * 1536-3072 bytes ahead all gained (cross_entropy 4-10%, in place with grad 6-18%, more
- * at 2 threads); 4096 was 10-35% slower than 2048; prefetcht2 (into L2 only) made the
- * forward slower than no prefetch (1 thread, (2048, 32000): 22.5 against 21.8 ms). */
+ * prefetchers alone left the core waiting on DRAM between blocks.  1.5-3 KiB ahead
+ * gains on long rows, 4 KiB ahead loses, and prefetcht2 (into L2 only) loses even to
+ * no prefetch.  -DFL_ONLINE_PREFETCH_BYTES=N to compare. */
 #ifndef FL_ONLINE_PREFETCH_BYTES
 #define FL_ONLINE_PREFETCH_BYTES 2048
 #endif
@@ -243,8 +245,9 @@ typedef struct {
     FL_T m;
     double s;
     int nan_skipped;
-} FL_FN(online_row);
+} FL_FN(online_row);   /* online_row_f32, online_row_f64 */
 
+/* online_begin_f32, online_begin_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(online_begin)(FL_FN(online_row) *st, const FL_T *g, fl_online_segs *seg)
 {
@@ -271,6 +274,7 @@ FL_FN(online_begin)(FL_FN(online_row) *st, const FL_T *g, fl_online_segs *seg)
  * (online_end turns it into s = NaN; a NaN elsewhere propagates through the exp).
  * With pg, the previous row's stored exponentials (a row of n too) are multiplied by
  * pf at the same positions, block by block (see pending_scale). */
+/* online_blocks_f32, online_blocks_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(online_blocks)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t j0, ptrdiff_t j1,
                      FL_FN(online_row) *st, fl_online_segs *seg, FL_T *pg, FL_T pf)
@@ -337,6 +341,7 @@ FL_FN(online_blocks)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t j0, ptrdiff_
 
 /* The finished row: s = sum_j exp(x_j - m), and m = max_j x_j in *m_out; s = NaN for a
  * row with no finite max, or with a NaN read while the max was -inf. */
+/* online_end_f32, online_end_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(online_end)(const FL_FN(online_row) *st, FL_T *m_out)
 {
@@ -349,12 +354,9 @@ FL_FN(online_end)(const FL_FN(online_row) *st, FL_T *m_out)
  * target entry; fix_j < 0: none).  In a pass of its own after the row's read, that
  * pass waits on L2 with nothing to overlap it; so a rows loop hands it to the next
  * row's read (row_online_store), which scales it block by block while its exp runs,
- * and finishes the last row with pending_finish.  C harness, Intel Xeon, float32,
- * cross_entropy with grad in place, 1 thread, ns per element, interleaved runs:
- * (2048, 32000) 0.396-0.419 -> 0.358-0.397, (510, 128256) 0.423-0.455 -> 0.401-0.427;
- * without the pass at all, 0.30-0.32.  (The same scaling a chunk of 1024 at a time
- * between the read's chunks gained about half as much; prefetching the pending row's
- * lines made it slower.)  n == 0: none. */
+ * and finishes the last row with pending_finish.  (Scaling a chunk of 1024 at a time
+ * between the read's chunks hides less of it; prefetching the pending row's lines
+ * made it slower.)  n == 0: none. */
 typedef struct {
     FL_T *g;
     ptrdiff_t n, pos;    /* scaled up to pos */
@@ -363,9 +365,10 @@ typedef struct {
     FL_T f[FL_ONLINE_MAX_SEGS];
     ptrdiff_t fix_j;
     FL_T fix_v;
-} FL_FN(pending_scale);
+} FL_FN(pending_scale);   /* pending_scale_f32, pending_scale_f64 */
 
 /* The pending row from pos up to where its stretch ends (at most upto). */
+/* pending_run_end_f32, pending_run_end_f64 */
 static inline ptrdiff_t
 FL_FN(pending_run_end)(FL_FN(pending_scale) *p, ptrdiff_t upto)
 {
@@ -375,6 +378,7 @@ FL_FN(pending_run_end)(FL_FN(pending_scale) *p, ptrdiff_t upto)
 }
 
 /* The pending row scaled up to e; once all of it is, its fixed entry. */
+/* pending_advance_f32, pending_advance_f64 */
 static inline void
 FL_FN(pending_advance)(FL_FN(pending_scale) *p, ptrdiff_t e)
 {
@@ -383,6 +387,7 @@ FL_FN(pending_advance)(FL_FN(pending_scale) *p, ptrdiff_t e)
 }
 
 /* The rest of the pending row, on its own. */
+/* pending_finish_f32, pending_finish_f64 */
 static inline void
 FL_FN(pending_finish)(FL_FN(pending_scale) *p)
 {
@@ -400,6 +405,7 @@ FL_FN(pending_finish)(FL_FN(pending_scale) *p)
  * stretches in seg, factor f[k] = c exp(m_k - m) / d for stretch k (softmax: c = 1,
  * d = s, online_factor's bits).  Returns its e_j at j = y brought to the final m,
  * exp(x_y - m) (y < 0: 0), read before any scaling. */
+/* pending_begin_f32, pending_begin_f64 */
 static inline double
 FL_FN(pending_begin)(FL_FN(pending_scale) *p, FL_T *g, ptrdiff_t n, const fl_online_segs *seg,
                      FL_T m, double c, double d, ptrdiff_t y)
@@ -424,9 +430,9 @@ FL_FN(pending_begin)(FL_FN(pending_scale) *p, FL_T *g, ptrdiff_t n, const fl_onl
  * (row_online_sum) and with (row_online_store) the stored exponentials: returns s, with
  * m in *m_out, and *xy = x[y] (y < 0: none).  Inlined into the cross-entropy's lanes
  * (one large function holding every mode), the block loop kept the running max and
- * sum on the stack: C harness, Intel Xeon, (2048, 32000) float32 cross_entropy
- * 0.291-0.297 -> 0.278-0.281 ns per element, 0.218 -> 0.210 from L2 (one call per
- * row: nothing measurable). */
+ * sum on the stack; a function of its own keeps them in registers (one call per row
+ * costs nothing measurable). */
+/* row_online_sum_f32, row_online_sum_f64 */
 static __attribute__((noinline)) double
 FL_FN(row_online_sum)(const FL_T *x, ptrdiff_t n, ptrdiff_t y, double *xy, FL_T *m_out)
 {
@@ -439,6 +445,7 @@ FL_FN(row_online_sum)(const FL_T *x, ptrdiff_t n, ptrdiff_t y, double *xy, FL_T 
 
 /* With pend (may be NULL), the pending row is scaled alongside when it has n elements
  * too, else finished first. */
+/* row_online_store_f32, row_online_store_f64 */
 static __attribute__((noinline)) double
 FL_FN(row_online_store)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double *xy,
                         FL_T *m_out, fl_online_segs *seg, FL_FN(pending_scale) *pend)
@@ -460,6 +467,7 @@ FL_FN(row_online_store)(const FL_T *x, FL_T *g, ptrdiff_t n, ptrdiff_t y, double
 }
 
 /* Whether a contiguous row of n elements is read once (see above). */
+/* online_row_fits_f32, online_row_fits_f64 */
 static inline int FL_FN(online_row_fits)(ptrdiff_t n)
 {
     return FL_ONLINE_ROWS && n * (ptrdiff_t)sizeof(FL_T) >= FL_ONLINE_MIN_ROW_BYTES;
@@ -468,6 +476,7 @@ static inline int FL_FN(online_row_fits)(ptrdiff_t n)
 /* The softmax factor of stretch k of a row read once with its exponentials stored:
  * y_j = e_j * exp(m_k - m) / s.  One formula for the streamed and the plain output,
  * so that the two give the same bits. */
+/* online_factor_f32, online_factor_f64 */
 static inline __attribute__((always_inline)) FL_T
 FL_FN(online_factor)(const fl_online_segs *seg, int k, FL_T m, double s)
 {
@@ -476,6 +485,7 @@ FL_FN(online_factor)(const fl_online_segs *seg, int k, FL_T m, double s)
 
 /* softmax / log_softmax of a contiguous row read once, y contiguous (may be x).  With
  * pend, softmax leaves its row pending (pending_scale) for the next row's read. */
+/* row_softmax_online_f32, row_softmax_online_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(row_softmax_online)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode,
                           FL_FN(pending_scale) *pend)
@@ -502,6 +512,7 @@ FL_FN(row_softmax_online)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode,
         FL_FN(pending_finish)(&own);
 }
 
+/* row_softmax_f32, row_softmax_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t n, int log_mode,
                    const FL_T *pf, FL_FN(pending_scale) *pend)
@@ -516,8 +527,7 @@ FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t
          * largest entries (x - m == 0), where x - (m + log s) would lose them.
          * The exponentials go to y itself when y is a separate contiguous row: its
          * cache lines are then fetched for writing during the exp pass, where the
-         * misses hide behind the arithmetic, instead of stalling the light final pass
-         * (float64 (8192, 1000) out=: 11.0 -> 8.7 ms at 1 thread). */
+         * misses hide behind the arithmetic, instead of stalling the light final pass. */
         const double s = (ys == 1 && y != x) ? FL_FN(row_exp_store)(x, n, cs, m, y, 1, pf)
                                              : FL_FN(row_sumexp)(x, n, cs, m, pf);
         FL_T ls = (FL_T)log(s);
@@ -536,6 +546,7 @@ FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t
 /* One piece [b, e) of a finished row's output, from src: y = src * k (softmax: src is
  * the row's exponentials, k = 1 / s) or y = (src - m) - k (log_softmax: src is x,
  * k = log s).  Streamed when y + b is on a line boundary, plain stores otherwise. */
+/* stream_piece_f32, stream_piece_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(stream_piece)(FL_T *y, const FL_T *src, ptrdiff_t b, ptrdiff_t e, FL_T m, FL_T k,
                     int log_mode, FL_T *buf)
@@ -572,11 +583,12 @@ typedef struct {
     fl_online_segs seg;
     FL_T k[FL_ONLINE_MAX_SEGS];
     ptrdiff_t pos, head;   /* written up to pos; the first piece ends at head */
-} FL_FN(pending_row);
+} FL_FN(pending_row);   /* pending_row_f32, pending_row_f64 */
 
 /* The pending row's output up to position `upto` (n: the rest), a piece of at most
  * FL_SUM_CHUNK at a time.  A piece is cut where a stretch ends; a cut off a line
  * boundary leaves by plain stores up to the next boundary. */
+/* pending_write_f32, pending_write_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(pending_write)(FL_FN(pending_row) *p, ptrdiff_t upto, ptrdiff_t n, int log_mode,
                      FL_T *buf)
@@ -611,6 +623,7 @@ FL_FN(pending_write)(FL_FN(pending_row) *p, ptrdiff_t upto, ptrdiff_t n, int log
  * cache.  Rows long enough are read once (online_blocks; the block prefetch runs into
  * the next row); the others in two passes, with row r + 1 prefetched during row r's
  * exp pass (fl_prefetch_next). */
+/* rows_softmax_stream_f32, rows_softmax_stream_f64 */
 static void
 FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t ystride,
                            ptrdiff_t n, ptrdiff_t nrows, int log_mode, FL_T *scratch)
@@ -665,6 +678,7 @@ FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t 
 /* e_i = exp(x_i - m_i) for `len` lanes side by side, x at lane stride xi (e, m
  * contiguous).  The AVX2 build's own vector exp where xi == 1: gcc's vectorization of
  * FL_EXPS reloaded its constants every iteration there (perf annotate, (65536, 10)). */
+/* exp_sub_lanes_f32, exp_sub_lanes_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(exp_sub_lanes)(const FL_T *x, ptrdiff_t xi, const FL_T *m, FL_T *e, ptrdiff_t len)
 {
@@ -680,6 +694,7 @@ FL_FN(exp_sub_lanes)(const FL_T *x, ptrdiff_t xi, const FL_T *m, FL_T *e, ptrdif
 
 /* Softmax over n classes for `len` lanes side by side: element (c, i) at
  * x[c * xc + i * xi].  With xi == 1 every inner loop is a contiguous vector loop. */
+/* cols_softmax_f32, cols_softmax_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_t yc,
                     ptrdiff_t yi, ptrdiff_t n, ptrdiff_t len, int log_mode)
@@ -732,6 +747,7 @@ FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_
 }
 
 /* logsumexp over n classes for `len` lanes side by side (see cols_softmax) */
+/* cols_logsumexp_f32, cols_logsumexp_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, ptrdiff_t len,
                       FL_T *out, ptrdiff_t os)
@@ -768,6 +784,7 @@ FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, pt
  * FL_FLAT_MAX_N: `len` packed rows into an L1 tile, one class per tile row.  The SIMD
  * builds transpose groups of rows in registers (fl_tile_avx512.h, fl_tile_avx2.h); the rest of the rows
  * (and other builds) go element by element, reading in memory order. */
+/* tile_in_f32, tile_in_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(tile_in)(const FL_T *x, FL_T *tile, ptrdiff_t n, ptrdiff_t len)
 {
@@ -780,6 +797,7 @@ FL_FN(tile_in)(const FL_T *x, FL_T *tile, ptrdiff_t n, ptrdiff_t len)
 }
 
 /* x[r * n + j] = tile[j * FL_COL_BLOCK + r]: the inverse of tile_in */
+/* tile_out_f32, tile_out_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(tile_out)(FL_T *x, const FL_T *tile, ptrdiff_t n, ptrdiff_t len)
 {
@@ -798,6 +816,7 @@ FL_FN(tile_out)(FL_T *x, const FL_T *tile, ptrdiff_t n, ptrdiff_t len)
  * n x FL_COL_BLOCK tile, where the columns kernels run with every vector lane on a
  * different row, and the result is transposed back.  (The mode enum is in
  * kernels_all.h: this file is included once per element type.) */
+/* tile_rows_f32, tile_rows_f64 */
 static void
 FL_FN(tile_rows)(const FL_T *x, FL_T *y, FL_T *lse, ptrdiff_t lse_stride,
                  ptrdiff_t rows, ptrdiff_t n, int mode)
@@ -818,6 +837,7 @@ FL_FN(tile_rows)(const FL_T *x, FL_T *y, FL_T *lse, ptrdiff_t lse_stride,
 
 /* ------------------------------------------------------------------ entry points */
 
+/* softmax_lanes_f32, softmax_lanes_f64 (fl_kernel_table .softmax_f32/_f64) */
 static void
 FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
                      ptrdiff_t lb, ptrdiff_t le, int log_mode)
@@ -833,9 +853,7 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
         const int unit = v->sa[1] == 1 && v->so[1] == 1;
         /* Not in place: there each row is in cache when its output is written, and
          * streaming stores to those lines must evict them first; plain stores (the
-         * loop below) measured faster.  Intel Xeon, float32, 1 thread, softmax in
-         * place: (8192, 1000) 6.3 -> 3.5 ms, (2048, 32000) 45-48 -> 31-32, (512,
-         * 128256) 47-54 -> 32-34; log_softmax the same. */
+         * loop below) are faster there, for softmax and log_softmax alike. */
         if (unit && v->inner == 1 && x != y && fl_stream_output(v, sizeof(FL_T))
             && n * (ptrdiff_t)sizeof(FL_T) <= FL_STREAM_MAX_ROW_BYTES) {
             FL_T *scratch = log_mode ? NULL
@@ -874,6 +892,7 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
 }
 
 /* logsumexp of one row; the infinite-max cases are resolved without the shift */
+/* row_logsumexp_f32, row_logsumexp_f64 */
 static inline __attribute__((always_inline)) FL_T
 FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf)
 {
@@ -891,6 +910,7 @@ FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf)
     return (FL_T)((double)m + log(s));
 }
 
+/* logsumexp_lanes_f32, logsumexp_lanes_f64 (fl_kernel_table .logsumexp_f32/_f64) */
 static void
 FL_FN(logsumexp_lanes)(const FL_T *x, FL_T *out, const fl_view3 *v, ptrdiff_t lb, ptrdiff_t le)
 {
@@ -921,6 +941,7 @@ FL_FN(logsumexp_lanes)(const FL_T *x, FL_T *out, const fl_view3 *v, ptrdiff_t lb
 /* Backward passes (vector-Jacobian products), with g the incoming gradient:
  *   softmax:     y = softmax(x)      dx = y * (g - sum_j g_j y_j)
  *   log_softmax: y = log_softmax(x)  dx = g - exp(y) * sum_j g_j        */
+/* row_backward_f32, row_backward_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(row_backward)(const FL_T *g, ptrdiff_t gs, const FL_T *y, ptrdiff_t ys,
                     FL_T *o, ptrdiff_t os, ptrdiff_t n, int log_mode)
@@ -941,6 +962,7 @@ FL_FN(row_backward)(const FL_T *g, ptrdiff_t gs, const FL_T *y, ptrdiff_t ys,
     }
 }
 
+/* softmax_backward_lanes_f32, softmax_backward_lanes_f64 (fl_kernel_table .softmax_backward_f32/_f64) */
 static void
 FL_FN(softmax_backward_lanes)(const FL_T *g, const FL_T *y, FL_T *out, const fl_view3 *v,
                               ptrdiff_t lb, ptrdiff_t le, int log_mode)
