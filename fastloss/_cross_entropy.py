@@ -28,8 +28,7 @@ from fastloss._loss_validation import (
     check_nll_args,
     intp_ignore_index,
 )
-from fastloss._flat import aligned_array
-from fastloss._softmax import _kernel_ready, _output_view
+from fastloss._layout import aligned_array, kernel_ready, lanes_first, output_view
 from fastloss._validation import (
     check_out,
     class_axis_view,
@@ -69,7 +68,7 @@ class _Problem:
         """A per-row array (of the row shape) as the kernel's (outer, inner) view."""
         if arr is None:
             return None
-        return _kernel_ready(arr.reshape(self.lanes_shape))
+        return kernel_ready(arr.reshape(self.lanes_shape))
 
     def active(self):
         """Rows whose class index is not ignore_index (index targets)."""
@@ -139,11 +138,11 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
     want_grad = grad_output is not None
     mean_den = pb.denominator() if pb.reduction == "mean" else None
 
-    x3 = _kernel_ready(class_axis_view(x, ax))
+    x3 = kernel_ready(class_axis_view(x, ax))
     q3 = t2 = None
     if pb.kind == "probs":
         q = pb.target.astype(x.dtype, copy=False)
-        q3 = _kernel_ready(class_axis_view(q, ax))
+        q3 = kernel_ready(class_axis_view(q, ax))
     else:
         t2 = pb.lanes(pb.target.astype(np.int64, copy=False))
     sw2 = pb.lanes(pb.sample_weight)
@@ -162,7 +161,7 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
         # probabilities a second time: an out that overlaps them gets its own buffer.
         direct = None if q3 is not None and out is not None and np.may_share_memory(out, q) \
             else out
-        result, g3 = _output_view(direct, x.dtype, x.shape, ax, x, (x,))
+        result, g3 = output_view(direct, x.dtype, x.shape, ax, x, (x,))
     else:
         result = g3 = None
     loss2 = None
@@ -170,14 +169,8 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
         loss_rows = np.empty(pb.row_shape, dtype=x.dtype)
         loss2 = pb.lanes(loss_rows)
 
-    # (N, C) in Fortran order seen as (N, C, 1) has its rows 1 element apart: as
-    # (1, C, N) the kernel's columns layout walks them in its vector loops.
-    if x3.shape[2] == 1 and abs(x3.strides[0]) < abs(x3.strides[1]):
-        x3 = x3.transpose(2, 1, 0)
-        q3 = None if q3 is None else q3.transpose(2, 1, 0)
-        g3 = None if g3 is None else g3.transpose(2, 1, 0)
-        t2, sw2, grad_scale2, loss2 = (None if a is None else a.T
-                                       for a in (t2, sw2, grad_scale2, loss2))
+    x3, q3, g3, t2, sw2, grad_scale2, loss2 = lanes_first(
+        x3, q3, g3, t2, sw2, grad_scale2, loss2)
 
     total = _runtime.kernels().cross_entropy(
         x3, q3, t2, pb.kernel_ignore, sw2, weight, weight_sum, pb.eps, grad_scale2,
@@ -357,7 +350,7 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
         f = _fallback.nll_loss_with_grad if want_grad else _fallback.nll_loss
         return f(x, t, axis=ax, weight=w, ignore_index=ignore_index, reduction=reduction)
     mean_den = pb.denominator() if reduction == "mean" else None
-    x3 = _kernel_ready(class_axis_view(x, ax))
+    x3 = kernel_ready(class_axis_view(x, ax))
     t2 = pb.lanes(t.astype(np.int64, copy=False))
     weight = None if w is None else aligned_array(w, np.float64)
     grad = g3 = loss2 = None

@@ -27,7 +27,8 @@ import numpy as np
 from fastloss import _runtime
 from fastloss import fallback as _fallback
 from fastloss._dispatch import with_fallback
-from fastloss._flat import aligned_array, as_flat, bcast_factor, flat_order, kernel_ready
+from fastloss._flat import as_flat, bcast_factor, flat_order
+from fastloss._layout import aligned_array, kernel_ready
 from fastloss._loss_validation import (
     check_bool,
     check_broadcastable,

@@ -40,8 +40,7 @@ from fastloss._loss_validation import (
     check_nll_args,
     intp_ignore_index,
 )
-from fastloss._validation import check_out, finish_float
-from fastloss.fallback.softmax import _work_buffer
+from fastloss._validation import check_out, finish_float, work_buffer
 
 __all__ = [
     "cross_entropy",
@@ -131,7 +130,7 @@ def _cross_entropy(pb, grad_output=None, out=None):
     want_grad = grad_output is not None
     # The shifted logits go straight into the gradient's buffer (which may be the
     # logits themselves): the logits are not read again.
-    work = _work_buffer(out, x.dtype, x.shape) if want_grad else np.empty(x.shape, x.dtype)
+    work = work_buffer(out, x.dtype, x.shape) if want_grad else np.empty(x.shape, x.dtype)
     sw = 1.0 if pb.sample_weight is None else pb.keep(pb.sample_weight)
     with np.errstate(all="ignore"):
         np.subtract(x, np.max(x, axis=ax, keepdims=True, initial=-np.inf), out=work)

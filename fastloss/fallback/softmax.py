@@ -11,16 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from fastloss._loss_validation import check_class_axis, check_same_shape, common_float_dtype
-from fastloss._validation import as_float_array, check_out, finish_float, normalize_axis
+from fastloss._validation import (
+    as_float_array,
+    check_out,
+    finish_float,
+    normalize_axis,
+    work_buffer,
+)
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "softmax_backward", "log_softmax_backward"]
-
-
-def _work_buffer(out, dtype, shape):
-    """``out`` when results can be computed in it directly, else a new array."""
-    if out is not None and out.dtype == dtype:
-        return out
-    return np.empty(shape, dtype)
 
 
 def _subtract_max(x, axes, buf):
@@ -56,7 +55,7 @@ def softmax(x, axis=-1, *, out=None):
     axes = normalize_axis(axis, arr.ndim)
     if out is not None:
         check_out(out, arr.shape, res_dtype)
-    buf = _work_buffer(out, arr.dtype, arr.shape)
+    buf = work_buffer(out, arr.dtype, arr.shape)
     with np.errstate(all="ignore"):
         _subtract_max(arr, axes, buf)
         np.exp(buf, out=buf)
@@ -88,7 +87,7 @@ def log_softmax(x, axis=-1, *, out=None):
     axes = normalize_axis(axis, arr.ndim)
     if out is not None:
         check_out(out, arr.shape, res_dtype)
-    buf = _work_buffer(out, arr.dtype, arr.shape)
+    buf = work_buffer(out, arr.dtype, arr.shape)
     with np.errstate(all="ignore"):
         _subtract_max(arr, axes, buf)
         s = np.sum(np.exp(buf), axis=axes, keepdims=True, dtype=np.float64)
@@ -171,7 +170,7 @@ def softmax_backward(grad, y, axis=-1, *, out=None):
         dot = np.sum(g * yy, axis=ax, keepdims=True, dtype=np.float64)
         # The difference goes to a new array first: ``out`` may be ``y``, still needed.
         diff = np.subtract(g, dot, out=np.empty(g.shape, compute), casting="same_kind")
-        buf = _work_buffer(out, compute, g.shape)
+        buf = work_buffer(out, compute, g.shape)
         np.multiply(diff, yy, out=buf, casting="same_kind")
     return finish_float(buf, res_dtype, out)
 
@@ -200,6 +199,6 @@ def log_softmax_backward(grad, y, axis=-1, *, out=None):
         # d y_i / d x_j = delta_ij - softmax_j, so grad_x = grad - softmax * sum(grad).
         total = np.sum(g, axis=ax, keepdims=True, dtype=np.float64)
         scaled = np.multiply(np.exp(yy), total, out=np.empty(g.shape, compute), casting="same_kind")
-        buf = _work_buffer(out, compute, g.shape)
+        buf = work_buffer(out, compute, g.shape)
         np.subtract(g, scaled, out=buf, casting="same_kind")
     return finish_float(buf, res_dtype, out)
