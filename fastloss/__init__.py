@@ -7,6 +7,8 @@ Layers (one job each):
   fastloss.fallback     the NumPy twin of every function (reference and fallback)
   fastloss._runtime     backend, threads, SIMD level, build information
 """
+# The one place the version is written: pyproject.toml reads this literal (setuptools'
+# dynamic version), so it must stay a plain string assignment.
 __version__ = "0.1.0"
 
 from fastloss._runtime import (  # noqa: E402
