@@ -7,12 +7,15 @@ views to the compiled kernel, or -- with the numpy backend -- calls its twin in
 """
 from __future__ import annotations
 
+from typing import SupportsIndex
+
 import numpy as np
 
 from fastloss import _runtime
 from fastloss import fallback as _fallback
 from fastloss._dispatch import with_fallback
 from fastloss._layout import class_axis_layout, kernel_ready, lanes_first, output_view
+from fastloss._typing import ArrayLike, Axes, FloatArray, Loss
 from fastloss._validation import (
     as_float_array,
     check_out,
@@ -43,17 +46,101 @@ def _softmax_like(x, axis, out, log_mode):
 
 
 @with_fallback(_fallback.softmax)
-def softmax(x, axis=-1, *, out=None):
+def softmax(x: ArrayLike, axis: Axes = -1, *, out: FloatArray | None = None) -> FloatArray:
+    """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input data.
+    axis : int, tuple of ints or None, optional
+        Axis or axes over which the probabilities sum to 1 (``None``: the whole array).
+        Default is the last axis.
+    out : ndarray, optional
+        A location into which the result is stored; it must have the shape of ``x`` and
+        its result dtype, and may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray
+        The probabilities, in the dtype of ``x`` (float64 for integer input).
+
+    Raises
+    ------
+    TypeError
+        ``x`` of complex, object or other non-real data; an axis that is not an int; an
+        ``out`` that is not a NumPy array.
+    ValueError
+        An axis out of range or repeated (``numpy.exceptions.AxisError``); an ``out`` of
+        the wrong shape or dtype, or read-only.
+    """
     return _softmax_like(x, axis, out, False)
 
 
 @with_fallback(_fallback.log_softmax)
-def log_softmax(x, axis=-1, *, out=None):
+def log_softmax(x: ArrayLike, axis: Axes = -1, *,
+                out: FloatArray | None = None) -> FloatArray:
+    """Log of the softmax along ``axis``: ``x - logsumexp(x)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input data.
+    axis : int, tuple of ints or None, optional
+        Axis or axes to normalize over (``None``: the whole array). Default -1.
+    out : ndarray, optional
+        A location into which the result is stored; it must have the shape of ``x`` and
+        its result dtype, and may be ``x`` itself.
+
+    Returns
+    -------
+    ndarray
+        The log-probabilities, in the dtype of ``x``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` of complex, object or other non-real data; an axis that is not an int; an
+        ``out`` that is not a NumPy array.
+    ValueError
+        An axis out of range or repeated (``numpy.exceptions.AxisError``); an ``out`` of
+        the wrong shape or dtype, or read-only.
+    """
     return _softmax_like(x, axis, out, True)
 
 
 @with_fallback(_fallback.logsumexp)
-def logsumexp(x, axis=-1, *, keepdims=False, out=None):
+def logsumexp(x: ArrayLike, axis: Axes = -1, *, keepdims: bool = False,
+              out: FloatArray | None = None) -> Loss:
+    """Stable ``log(sum(exp(x)))`` along ``axis``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input data.
+    axis : int, tuple of ints or None, optional
+        Axis or axes to reduce (``None``: the whole array). Default -1.
+    keepdims : bool, optional
+        Keep the reduced axes as axes of length 1.
+    out : ndarray, optional
+        A location into which the result is stored; it must have the shape of the
+        result and the result dtype of ``x``.
+
+    Returns
+    -------
+    ndarray or scalar
+        The result in the dtype of ``x``; a NumPy scalar when it is 0-d.  An empty axis
+        gives -inf (the log of an empty sum); any +inf gives +inf; NaN gives NaN.
+
+    Raises
+    ------
+    TypeError
+        ``x`` of complex, object or other non-real data; an axis that is not an int; an
+        ``out`` that is not a NumPy array.
+    ValueError
+        An axis out of range or repeated (``numpy.exceptions.AxisError``); an ``out`` of
+        the wrong shape or dtype, or read-only.
+    """
     arr, result_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
     kept_shape = tuple(1 if a in axes else n for a, n in enumerate(arr.shape))
@@ -92,10 +179,66 @@ def _backward(grad, y, axis, out, log_mode, name):
 
 
 @with_fallback(_fallback.softmax_backward)
-def softmax_backward(grad, y, axis=-1, *, out=None):
+def softmax_backward(grad: ArrayLike, y: ArrayLike, axis: SupportsIndex = -1, *,
+                     out: FloatArray | None = None) -> FloatArray:
+    """Vector-Jacobian product of softmax, given its output ``y = softmax(x)``.
+
+    Parameters
+    ----------
+    grad : array_like
+        Gradient of the objective with respect to ``y``.
+    y : array_like
+        The softmax output, same shape as ``grad``.
+    axis : int, optional
+        The axis softmax was taken over. Default -1.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``grad`` or ``y``.
+
+    Returns
+    -------
+    ndarray
+        ``y * (grad - sum(grad * y, axis))``, the gradient with respect to ``x``.
+
+    Raises
+    ------
+    TypeError
+        ``grad`` or ``y`` of complex, object or other non-real data; an axis that is not
+        a single int; an ``out`` that is not a NumPy array.
+    ValueError
+        ``grad`` and ``y`` of different shapes; an axis out of range; an ``out`` of the
+        wrong shape or dtype, or read-only.
+    """
     return _backward(grad, y, axis, out, False, "softmax_backward")
 
 
 @with_fallback(_fallback.log_softmax_backward)
-def log_softmax_backward(grad, y, axis=-1, *, out=None):
+def log_softmax_backward(grad: ArrayLike, y: ArrayLike, axis: SupportsIndex = -1, *,
+                         out: FloatArray | None = None) -> FloatArray:
+    """Vector-Jacobian product of log-softmax, given its output ``y = log_softmax(x)``.
+
+    Parameters
+    ----------
+    grad : array_like
+        Gradient of the objective with respect to ``y``.
+    y : array_like
+        The log-softmax output, same shape as ``grad``.
+    axis : int, optional
+        The axis log-softmax was taken over. Default -1.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``grad`` or ``y``.
+
+    Returns
+    -------
+    ndarray
+        ``grad - exp(y) * sum(grad, axis)``, the gradient with respect to ``x``.
+
+    Raises
+    ------
+    TypeError
+        ``grad`` or ``y`` of complex, object or other non-real data; an axis that is not
+        a single int; an ``out`` that is not a NumPy array.
+    ValueError
+        ``grad`` and ``y`` of different shapes; an axis out of range; an ``out`` of the
+        wrong shape or dtype, or read-only.
+    """
     return _backward(grad, y, axis, out, True, "log_softmax_backward")

@@ -33,24 +33,7 @@ def _subtract_max(x, axes, buf):
 
 
 def softmax(x, axis=-1, *, out=None):
-    """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    axis : int, tuple of ints or None, optional
-        Axis or axes over which the probabilities sum to 1 (``None``: the whole array).
-        Default is the last axis.
-    out : ndarray, optional
-        A location into which the result is stored; it must have the shape of ``x`` and
-        its result dtype, and may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The probabilities, in the dtype of ``x`` (float64 for integer input).
-    """
+    """The NumPy implementation of :func:`fastloss.softmax`."""
     arr, res_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
     if out is not None:
@@ -66,23 +49,7 @@ def softmax(x, axis=-1, *, out=None):
 
 
 def log_softmax(x, axis=-1, *, out=None):
-    """Log of the softmax along ``axis``: ``x - logsumexp(x)``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    axis : int, tuple of ints or None, optional
-        Axis or axes to normalize over (``None``: the whole array). Default -1.
-    out : ndarray, optional
-        A location into which the result is stored; it must have the shape of ``x`` and
-        its result dtype, and may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The log-probabilities, in the dtype of ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.log_softmax`."""
     arr, res_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
     if out is not None:
@@ -97,26 +64,7 @@ def log_softmax(x, axis=-1, *, out=None):
 
 
 def logsumexp(x, axis=-1, *, keepdims=False, out=None):
-    """Stable ``log(sum(exp(x)))`` along ``axis``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    axis : int, tuple of ints or None, optional
-        Axis or axes to reduce (``None``: the whole array). Default -1.
-    keepdims : bool, optional
-        Keep the reduced axes as axes of length 1.
-    out : ndarray, optional
-        A location into which the result is stored; it must have the shape of the
-        result and the result dtype of ``x``.
-
-    Returns
-    -------
-    ndarray or scalar
-        The result in the dtype of ``x``; a NumPy scalar when it is 0-d.  An empty axis
-        gives -inf (the log of an empty sum); any +inf gives +inf; NaN gives NaN.
-    """
+    """The NumPy implementation of :func:`fastloss.logsumexp`."""
     arr, res_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
     kept_shape = tuple(1 if i in axes else n for i, n in enumerate(arr.shape))
@@ -146,24 +94,7 @@ def _backward_args(grad, y, axis, out):
 
 
 def softmax_backward(grad, y, axis=-1, *, out=None):
-    """Vector-Jacobian product of softmax, given its output ``y = softmax(x)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient of the objective with respect to ``y``.
-    y : array_like
-        The softmax output, same shape as ``grad``.
-    axis : int, optional
-        The axis softmax was taken over. Default -1.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``y``.
-
-    Returns
-    -------
-    ndarray
-        ``y * (grad - sum(grad * y, axis))``, the gradient with respect to ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.softmax_backward`."""
     g, yy, ax, compute, res_dtype = _backward_args(grad, y, axis, out)
     with np.errstate(all="ignore"):
         # d y_i / d x_j = y_i (delta_ij - y_j), so grad_x = y * (grad - <grad, y>).
@@ -176,24 +107,7 @@ def softmax_backward(grad, y, axis=-1, *, out=None):
 
 
 def log_softmax_backward(grad, y, axis=-1, *, out=None):
-    """Vector-Jacobian product of log-softmax, given its output ``y = log_softmax(x)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient of the objective with respect to ``y``.
-    y : array_like
-        The log-softmax output, same shape as ``grad``.
-    axis : int, optional
-        The axis log-softmax was taken over. Default -1.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``y``.
-
-    Returns
-    -------
-    ndarray
-        ``grad - exp(y) * sum(grad, axis)``, the gradient with respect to ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.log_softmax_backward`."""
     g, yy, ax, compute, res_dtype = _backward_args(grad, y, axis, out)
     with np.errstate(all="ignore"):
         # d y_i / d x_j = delta_ij - softmax_j, so grad_x = grad - softmax * sum(grad).
