@@ -271,11 +271,13 @@ def cross_entropy_backward(logits: ArrayLike, target: ArrayLike,
 
     Parameters
     ----------
-    logits, target, axis, weight, sample_weight, ignore_index, reduction, label_smoothing
+    logits, target
         As for :func:`cross_entropy`.
     grad_output : float or array_like, optional
         The upstream gradient: a scalar for ``"mean"``/``"sum"``, an array of the loss's
         shape (or broadcastable to it) for ``"none"``. Default 1.
+    axis, weight, sample_weight, ignore_index, reduction, label_smoothing
+        As for :func:`cross_entropy`.
     out : ndarray, optional
         A location into which the result is stored; may be ``logits`` itself.
 
@@ -331,7 +333,7 @@ def cross_entropy_with_grad(logits: ArrayLike, target: ArrayLike, *,
     loss : scalar or ndarray
         As :func:`cross_entropy` returns it.
     grad : ndarray
-        d loss / d logits (of the summed loss when ``reduction="none"``).
+        The gradient d loss / d logits (of the summed loss when ``reduction="none"``).
 
     Raises
     ------
@@ -447,7 +449,7 @@ def nll_loss_with_grad(log_probs: ArrayLike, target: ArrayLike, *, axis: Support
     loss : scalar or ndarray
         As ``nll_loss`` returns it.
     grad : ndarray
-        d loss / d log_probs (of the summed loss when ``reduction="none"``).
+        The gradient d loss / d log_probs (of the summed loss when ``reduction="none"``).
 
     Raises
     ------

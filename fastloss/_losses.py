@@ -208,7 +208,7 @@ def binary_cross_entropy_with_grad(probs: ArrayLike, target: ArrayLike, *,
     loss : scalar or ndarray
         As ``binary_cross_entropy`` returns it.
     grad : ndarray
-        d loss / d probs (of the summed loss for ``"none"``), PyTorch's formula
+        The gradient d loss / d probs (of the summed loss for ``"none"``), PyTorch's formula
         ``(p - t) / max(p (1 - p), 1e-12)``.
 
     Raises
@@ -281,7 +281,7 @@ def binary_cross_entropy_with_logits_with_grad(logits: ArrayLike, target: ArrayL
     loss : scalar or ndarray
         As ``binary_cross_entropy_with_logits`` returns it.
     grad : ndarray
-        d loss / d logits (of the summed loss for ``"none"``).
+        The gradient d loss / d logits (of the summed loss for ``"none"``).
 
     Raises
     ------
@@ -349,8 +349,8 @@ def kl_div_with_grad(input: ArrayLike, target: ArrayLike, *,
     loss : scalar or ndarray
         As ``kl_div`` returns it.
     grad : ndarray
-        d loss / d input: ``-target`` (``-exp(target)`` with ``log_target``), scaled by
-        the reduction.
+        The gradient d loss / d input: ``-target`` (``-exp(target)`` with
+        ``log_target``), scaled by the reduction.
 
     Raises
     ------
@@ -405,7 +405,7 @@ def mse_loss_with_grad(input: ArrayLike, target: ArrayLike, *,
     loss : scalar or ndarray
         As ``mse_loss`` returns it.
     grad : ndarray
-        d loss / d input.
+        The gradient d loss / d input.
 
     Raises
     ------
@@ -468,7 +468,8 @@ def smooth_l1_loss_with_grad(input: ArrayLike, target: ArrayLike, *, beta: float
     loss : scalar or ndarray
         As ``smooth_l1_loss`` returns it.
     grad : ndarray
-        d loss / d input: ``d / beta`` inside the quadratic zone, ``sign(d)`` outside.
+        The gradient d loss / d input: ``d / beta`` inside the quadratic zone,
+        ``sign(d)`` outside.
 
     Raises
     ------
@@ -531,7 +532,8 @@ def huber_loss_with_grad(input: ArrayLike, target: ArrayLike, *, delta: float = 
     loss : scalar or ndarray
         As ``huber_loss`` returns it.
     grad : ndarray
-        d loss / d input: ``d`` inside ``|d| < delta``, ``delta * sign(d)`` outside.
+        The gradient d loss / d input: ``d`` inside ``|d| < delta``,
+        ``delta * sign(d)`` outside.
 
     Raises
     ------
@@ -637,7 +639,7 @@ def multi_margin_loss_with_grad(input: ArrayLike, target: ArrayLike, *, p: int =
     loss : scalar or ndarray
         As ``multi_margin_loss`` returns it.
     grad : ndarray
-        d loss / d input (of the summed loss for ``"none"``).
+        The gradient d loss / d input (of the summed loss for ``"none"``).
 
     Raises
     ------
