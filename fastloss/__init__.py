@@ -3,10 +3,15 @@
 Layers (one job each):
   src/                  C and Cython kernels (SIMD math, OpenMP over rows)
   fastloss._lib         the compiled extension built from src/
-  fastloss._softmax ... thin wrappers: validate, allocate, reshape, dispatch
+  fastloss._softmax ... thin wrappers: validate, allocate, reshape, dispatch; each
+                        public function's annotated signature and docstring
+  fastloss._layout, _flat, _validation   array plumbing the wrappers share
+  fastloss._typing      the types in the public signatures
   fastloss.fallback     the NumPy twin of every function (reference and fallback)
   fastloss._runtime     backend, threads, SIMD level, build information
 """
+# The one place the version is written: pyproject.toml reads this literal (setuptools'
+# dynamic version), so it must stay a plain string assignment.
 __version__ = "0.1.0"
 
 from fastloss._runtime import (  # noqa: E402

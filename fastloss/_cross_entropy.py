@@ -16,6 +16,7 @@ function calls its twin in ``fastloss.fallback``.
 from __future__ import annotations
 
 import math
+from typing import SupportsIndex
 
 import numpy as np
 
@@ -28,8 +29,8 @@ from fastloss._loss_validation import (
     check_nll_args,
     intp_ignore_index,
 )
-from fastloss._flat import aligned_array
-from fastloss._softmax import _kernel_ready, _output_view
+from fastloss._layout import aligned_array, kernel_ready, lanes_first, output_view
+from fastloss._typing import ArrayLike, FloatArray, Loss, LossAndGrad, Reduction
 from fastloss._validation import (
     check_out,
     class_axis_view,
@@ -69,7 +70,7 @@ class _Problem:
         """A per-row array (of the row shape) as the kernel's (outer, inner) view."""
         if arr is None:
             return None
-        return _kernel_ready(arr.reshape(self.lanes_shape))
+        return kernel_ready(arr.reshape(self.lanes_shape))
 
     def active(self):
         """Rows whose class index is not ignore_index (index targets)."""
@@ -139,11 +140,11 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
     want_grad = grad_output is not None
     mean_den = pb.denominator() if pb.reduction == "mean" else None
 
-    x3 = _kernel_ready(class_axis_view(x, ax))
+    x3 = kernel_ready(class_axis_view(x, ax))
     q3 = t2 = None
     if pb.kind == "probs":
         q = pb.target.astype(x.dtype, copy=False)
-        q3 = _kernel_ready(class_axis_view(q, ax))
+        q3 = kernel_ready(class_axis_view(q, ax))
     else:
         t2 = pb.lanes(pb.target.astype(np.int64, copy=False))
     sw2 = pb.lanes(pb.sample_weight)
@@ -162,7 +163,7 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
         # probabilities a second time: an out that overlaps them gets its own buffer.
         direct = None if q3 is not None and out is not None and np.may_share_memory(out, q) \
             else out
-        result, g3 = _output_view(direct, x.dtype, x.shape, ax, x, (x,))
+        result, g3 = output_view(direct, x.dtype, x.shape, ax, x, (x,))
     else:
         result = g3 = None
     loss2 = None
@@ -170,14 +171,8 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
         loss_rows = np.empty(pb.row_shape, dtype=x.dtype)
         loss2 = pb.lanes(loss_rows)
 
-    # (N, C) in Fortran order seen as (N, C, 1) has its rows 1 element apart: as
-    # (1, C, N) the kernel's columns layout walks them in its vector loops.
-    if x3.shape[2] == 1 and abs(x3.strides[0]) < abs(x3.strides[1]):
-        x3 = x3.transpose(2, 1, 0)
-        q3 = None if q3 is None else q3.transpose(2, 1, 0)
-        g3 = None if g3 is None else g3.transpose(2, 1, 0)
-        t2, sw2, grad_scale2, loss2 = (None if a is None else a.T
-                                       for a in (t2, sw2, grad_scale2, loss2))
+    x3, q3, g3, t2, sw2, grad_scale2, loss2 = lanes_first(
+        x3, q3, g3, t2, sw2, grad_scale2, loss2)
 
     total = _runtime.kernels().cross_entropy(
         x3, q3, t2, pb.kernel_ignore, sw2, weight, weight_sum, pb.eps, grad_scale2,
@@ -195,7 +190,23 @@ def _fused(pb, grad_output=None, out=None, want_loss=True):
     return loss, grad
 
 
-_OPTIONS_DOC = """
+@with_fallback(_fallback.cross_entropy)
+def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: SupportsIndex = -1,
+                  weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+                  ignore_index: int = -100, reduction: Reduction = "mean",
+                  label_smoothing: float = 0.0) -> Loss:
+    """Cross-entropy between softmax(logits) and a target, as PyTorch's.
+
+    One pass over the logits (max, log-sum-exp and the loss term while each row is in
+    cache); no array of the logits' size is written. Sums accumulate in float64.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalized scores; ``-inf`` marks a masked class.
+    target : array_like
+        Integer class indices (the logits' shape without ``axis``) or floating class
+        probabilities (the logits' shape; soft labels, with 0 log 0 = 0).
     axis : int, optional
         The class axis (negative counts from the end). Default -1.
     weight : array_like, optional
@@ -214,24 +225,32 @@ _OPTIONS_DOC = """
     label_smoothing : float, optional
         In [0, 1]: the target mixes ``1 - label_smoothing`` of itself with the uniform
         distribution over the C classes (PyTorch semantics, with both target kinds and
-        with ``weight``). Default 0."""
+        with ``weight``). Default 0.
 
-_RAISES_DOC = """
+    Returns
+    -------
+    scalar or ndarray
+        A NumPy scalar of the logits' dtype for ``"mean"``/``"sum"``, an array of the
+        target's row shape for ``"none"``.
+
     Raises
     ------
     IndexError
         A class index outside ``[0, C)`` that is not ``ignore_index``; the message names
         the value and its position. Nothing is written.
     ValueError
-        A target, weight, sample_weight or ``out`` of the wrong shape; an unknown
-        reduction; label_smoothing outside [0, 1]; an ``out`` of the wrong dtype.
+        A target, weight or sample_weight of the wrong shape; an unknown reduction;
+        label_smoothing outside [0, 1].
     TypeError
-        A target that is neither integer nor floating; complex or object input."""
+        A target that is neither integer nor floating; complex or object input.
 
-
-@with_fallback(_fallback.cross_entropy)
-def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
-                  ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    Examples
+    --------
+    >>> import numpy as np, fastloss
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], dtype=np.float32)
+    >>> float(fastloss.cross_entropy(logits, np.array([0, 2])))  # doctest: +ELLIPSIS
+    0.1...
+    """
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     if not pb.kernel_covers():
@@ -241,39 +260,41 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
     return _fused(pb)[0]
 
 
-cross_entropy.__doc__ = f"""Cross-entropy between softmax(logits) and a target, as PyTorch's.
-
-    One pass over the logits (max, log-sum-exp and the loss term while each row is in
-    cache); no array of the logits' size is written. Sums accumulate in float64.
+@with_fallback(_fallback.cross_entropy_backward)
+def cross_entropy_backward(logits: ArrayLike, target: ArrayLike,
+                           grad_output: ArrayLike = 1.0, *, axis: SupportsIndex = -1,
+                           weight: ArrayLike | None = None,
+                           sample_weight: ArrayLike | None = None, ignore_index: int = -100,
+                           reduction: Reduction = "mean", label_smoothing: float = 0.0,
+                           out: FloatArray | None = None) -> FloatArray:
+    """Gradient of ``cross_entropy`` with respect to the logits.
 
     Parameters
     ----------
-    logits : array_like
-        Unnormalized scores; ``-inf`` marks a masked class.
-    target : array_like
-        Integer class indices (the logits' shape without ``axis``) or floating class
-        probabilities (the logits' shape; soft labels, with 0 log 0 = 0).{_OPTIONS_DOC}
+    logits, target
+        As for :func:`cross_entropy`.
+    grad_output : float or array_like, optional
+        The upstream gradient: a scalar for ``"mean"``/``"sum"``, an array of the loss's
+        shape (or broadcastable to it) for ``"none"``. Default 1.
+    axis, weight, sample_weight, ignore_index, reduction, label_smoothing
+        As for :func:`cross_entropy`.
+    out : ndarray, optional
+        A location into which the result is stored; may be ``logits`` itself.
 
     Returns
     -------
-    scalar or ndarray
-        A NumPy scalar of the logits' dtype for ``"mean"``/``"sum"``, an array of the
-        target's row shape for ``"none"``.
-    {_RAISES_DOC}
+    ndarray
+        ``grad_output * d loss / d logits``, of the logits' shape and dtype.
 
-    Examples
-    --------
-    >>> import numpy as np, fastloss
-    >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], dtype=np.float32)
-    >>> float(fastloss.cross_entropy(logits, np.array([0, 2])))  # doctest: +ELLIPSIS
-    0.1...
+    Raises
+    ------
+    IndexError, ValueError, TypeError
+        As for :func:`cross_entropy`; nothing is written.
+    ValueError
+        An ``out`` of the wrong shape or dtype, or read-only.
+    TypeError
+        An ``out`` that is not a NumPy array.
     """
-
-
-@with_fallback(_fallback.cross_entropy_backward)
-def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
-                           sample_weight=None, ignore_index=-100, reduction="mean",
-                           label_smoothing=0.0, out=None):
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     g = check_grad_output(grad_output, pb.reduction, pb.row_shape)
@@ -287,30 +308,42 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     return _fused(pb, g, out, want_loss=False)[1]
 
 
-cross_entropy_backward.__doc__ = f"""Gradient of ``cross_entropy`` with respect to the logits.
+@with_fallback(_fallback.cross_entropy_with_grad)
+def cross_entropy_with_grad(logits: ArrayLike, target: ArrayLike, *,
+                            axis: SupportsIndex = -1, weight: ArrayLike | None = None,
+                            sample_weight: ArrayLike | None = None,
+                            ignore_index: int = -100, reduction: Reduction = "mean",
+                            label_smoothing: float = 0.0,
+                            out: FloatArray | None = None) -> LossAndGrad:
+    """Cross-entropy and its gradient from one fused pass.
+
+    Per row the logits are read from memory once: max, log-sum-exp, the loss term and
+    the gradient ``(softmax - target) * scale`` are produced while the row is in cache.
 
     Parameters
     ----------
-    logits, target
+    logits, target, axis, weight, sample_weight, ignore_index, reduction, label_smoothing
         As for :func:`cross_entropy`.
-    grad_output : float or array_like, optional
-        The upstream gradient: a scalar for ``"mean"``/``"sum"``, an array of the loss's
-        shape (or broadcastable to it) for ``"none"``. Default 1.{_OPTIONS_DOC}
     out : ndarray, optional
-        A location into which the result is stored; may be ``logits`` itself.
+        A location into which the gradient is stored; ``out=logits`` writes it over the
+        logits, so training needs no second buffer of their size.
 
     Returns
     -------
-    ndarray
-        ``grad_output * d loss / d logits``, of the logits' shape and dtype.
-    {_RAISES_DOC}
+    loss : scalar or ndarray
+        As :func:`cross_entropy` returns it.
+    grad : ndarray
+        The gradient d loss / d logits (of the summed loss when ``reduction="none"``).
+
+    Raises
+    ------
+    IndexError, ValueError, TypeError
+        As for :func:`cross_entropy`; nothing is written.
+    ValueError
+        An ``out`` of the wrong shape or dtype, or read-only.
+    TypeError
+        An ``out`` that is not a NumPy array.
     """
-
-
-@with_fallback(_fallback.cross_entropy_with_grad)
-def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
-                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                            out=None):
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     if out is not None:
@@ -324,29 +357,6 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
     return _fused(pb, np.float64(1.0), out)
 
 
-cross_entropy_with_grad.__doc__ = f"""Cross-entropy and its gradient from one fused pass.
-
-    Per row the logits are read from memory once: max, log-sum-exp, the loss term and
-    the gradient ``(softmax - target) * scale`` are produced while the row is in cache.
-
-    Parameters
-    ----------
-    logits, target
-        As for :func:`cross_entropy`.{_OPTIONS_DOC}
-    out : ndarray, optional
-        A location into which the gradient is stored; ``out=logits`` writes it over the
-        logits, so training needs no second buffer of their size.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As :func:`cross_entropy` returns it.
-    grad : ndarray
-        d loss / d logits (of the summed loss when ``reduction="none"``).
-    {_RAISES_DOC}
-    """
-
-
 # -- nll_loss ---------------------------------------------------------------------------
 
 def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
@@ -357,7 +367,7 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
         f = _fallback.nll_loss_with_grad if want_grad else _fallback.nll_loss
         return f(x, t, axis=ax, weight=w, ignore_index=ignore_index, reduction=reduction)
     mean_den = pb.denominator() if reduction == "mean" else None
-    x3 = _kernel_ready(class_axis_view(x, ax))
+    x3 = kernel_ready(class_axis_view(x, ax))
     t2 = pb.lanes(t.astype(np.int64, copy=False))
     weight = None if w is None else aligned_array(w, np.float64)
     grad = g3 = loss2 = None
@@ -384,11 +394,66 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
 
 
 @with_fallback(_fallback.nll_loss)
-def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(log_probs: ArrayLike, target: ArrayLike, *, axis: SupportsIndex = -1,
+             weight: ArrayLike | None = None, ignore_index: int = -100,
+             reduction: Reduction = "mean") -> Loss:
+    """Negative log-likelihood of class indices, as PyTorch's ``nll_loss``.
+
+    Parameters
+    ----------
+    log_probs : array_like
+        Log-probabilities (e.g. from ``log_softmax``).
+    target : array_like of int
+        Class indices, the shape of ``log_probs`` without ``axis``.
+    axis : int, optional
+        The class axis. Default -1.
+    weight : array_like, optional
+        Per-class weight, length C.
+    ignore_index : int, optional
+        Target value that contributes no loss and is left out of the mean. Default -100.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` divides by the summed class weights of the non-ignored targets.
+
+    Returns
+    -------
+    scalar or ndarray
+        A NumPy scalar of the input's dtype, or the per-row losses for ``"none"``.
+
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)`` that is not ``ignore_index``; the message names
+        the value and its position.
+    TypeError
+        ``log_probs`` of complex, object or other non-real data; a ``target`` that is
+        not an integer array; an ``ignore_index`` that is not an int.
+    ValueError
+        A ``target`` or ``weight`` of the wrong shape; an unknown reduction.
+    """
     return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=False)
 
 
 @with_fallback(_fallback.nll_loss_with_grad)
-def nll_loss_with_grad(log_probs, target, *, axis=-1, weight=None, ignore_index=-100,
-                       reduction="mean"):
+def nll_loss_with_grad(log_probs: ArrayLike, target: ArrayLike, *, axis: SupportsIndex = -1,
+                       weight: ArrayLike | None = None, ignore_index: int = -100,
+                       reduction: Reduction = "mean") -> LossAndGrad:
+    """``nll_loss`` and its gradient with respect to ``log_probs``.
+
+    Parameters
+    ----------
+    log_probs, target, axis, weight, ignore_index, reduction
+        As for :func:`nll_loss`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``nll_loss`` returns it.
+    grad : ndarray
+        The gradient d loss / d log_probs (of the summed loss when ``reduction="none"``).
+
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        As for :func:`nll_loss`.
+    """
     return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=True)

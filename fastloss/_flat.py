@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-__all__ = ["flat_order", "as_flat", "write_target", "bcast_factor", "kernel_ready"]
+__all__ = ["flat_order", "as_flat", "write_target", "bcast_factor"]
 
 # A factor whose values repeat fewer than this many times in a row, and whose whole
 # pattern is too long to tile (src/csrc/kernels_all.h: FL_TILE_MAX_PERIOD), is
@@ -119,19 +119,3 @@ def bcast_factor(values, shape, order, dtype):
             return np.ascontiguousarray(w).reshape(-1), rep, period
     full = np.ascontiguousarray(np.broadcast_to(w, shape)).reshape(-1)
     return full, 1, max(full.size, 1)
-
-
-def kernel_ready(view):
-    """The strided kernels need aligned data whose strides are whole elements: ``view``,
-    or an aligned C-ordered copy (``np.ascontiguousarray`` would keep an unaligned
-    contiguous array as it is)."""
-    itemsize = view.itemsize
-    if view.flags.aligned and all(s % itemsize == 0 for s in view.strides):
-        return view
-    return view.copy()
-
-
-def aligned_array(a, dtype=None):
-    """``a`` as an aligned C-contiguous array of ``dtype`` (one copy if it is not one),
-    for the per-class and per-row arrays the kernels read by pointer."""
-    return np.require(a, dtype=dtype, requirements=("C", "A"))

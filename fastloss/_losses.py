@@ -22,12 +22,15 @@ accumulated in float64; 0-d results are NumPy scalars.  kl_div forms its terms
 """
 from __future__ import annotations
 
+from typing import SupportsIndex
+
 import numpy as np
 
 from fastloss import _runtime
 from fastloss import fallback as _fallback
 from fastloss._dispatch import with_fallback
-from fastloss._flat import aligned_array, as_flat, bcast_factor, flat_order, kernel_ready
+from fastloss._flat import as_flat, bcast_factor, flat_order
+from fastloss._layout import aligned_array, kernel_ready
 from fastloss._loss_validation import (
     check_bool,
     check_broadcastable,
@@ -35,6 +38,7 @@ from fastloss._loss_validation import (
     check_probabilities,
     check_real,
 )
+from fastloss._typing import ArrayLike, KLReduction, Loss, LossAndGrad, Reduction
 from fastloss._validation import (
     REDUCTIONS,
     as_float_array,
@@ -76,9 +80,14 @@ def _compute_dtype(x, t_raw, t):
     return x.dtype
 
 
-def _pair(input, target, reduction, allowed=REDUCTIONS, name="input"):
+def _pair(input: ArrayLike, target: ArrayLike, reduction: str,
+          allowed: tuple[str, ...] = REDUCTIONS, name: str = "input"
+          ) -> tuple[np.ndarray, np.ndarray, np.dtype, np.dtype, str]:
     """Validated input and target: ``(x, t, compute_dtype, result_dtype, reduction)``;
-    ``name`` is the input's parameter name, for the error messages."""
+    ``name`` is the input's parameter name, for the error messages.
+
+    Annotated so that ``_run(op, *_pair(...), want_grad=...)`` type-checks: the tuple
+    fills exactly the five positions before ``want_grad``."""
     x, dtype = as_float_array(input, name)
     t, _ = as_float_array(target, "target")
     check_broadcastable(t, x.shape, "target")
@@ -150,12 +159,64 @@ def _bce(probs, target, weight, reduction, want_grad):
 
 
 @with_fallback(_fallback.binary_cross_entropy)
-def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
+def binary_cross_entropy(probs: ArrayLike, target: ArrayLike, *,
+                         weight: ArrayLike | None = None,
+                         reduction: Reduction = "mean") -> Loss:
+    """Binary cross-entropy of probabilities, as PyTorch's (logs clamped at -100).
+
+    Parameters
+    ----------
+    probs : array_like
+        Predicted probabilities in [0, 1] (NaN passes through; anything else outside
+        the interval raises ``ValueError``).
+    target : array_like
+        Target probabilities, broadcastable to ``probs``.
+    weight : array_like, optional
+        Elementwise rescaling weight, broadcastable to ``probs``.
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``probs``.
+
+    Raises
+    ------
+    TypeError
+        ``probs`` or ``target`` of complex, object or other non-real data.
+    ValueError
+        A ``probs`` value outside [0, 1] (the message names it and its position); a
+        ``target`` or ``weight`` that does not broadcast to ``probs``' shape; an unknown
+        reduction.
+    """
     return _bce(probs, target, weight, reduction, want_grad=False)
 
 
 @with_fallback(_fallback.binary_cross_entropy_with_grad)
-def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mean"):
+def binary_cross_entropy_with_grad(probs: ArrayLike, target: ArrayLike, *,
+                                   weight: ArrayLike | None = None,
+                                   reduction: Reduction = "mean") -> LossAndGrad:
+    """``binary_cross_entropy`` and its gradient with respect to ``probs``.
+
+    Parameters
+    ----------
+    probs, target, weight, reduction
+        As for :func:`binary_cross_entropy`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``binary_cross_entropy`` returns it.
+    grad : ndarray
+        The gradient d loss / d probs (of the summed loss for ``"none"``), PyTorch's formula
+        ``(p - t) / max(p (1 - p), 1e-12)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`binary_cross_entropy`.
+    """
     return _bce(probs, target, weight, reduction, want_grad=True)
 
 
@@ -168,14 +229,66 @@ def _bce_logits(logits, target, weight, pos_weight, reduction, want_grad):
 
 
 @with_fallback(_fallback.binary_cross_entropy_with_logits)
-def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
-                                     reduction="mean"):
+def binary_cross_entropy_with_logits(logits: ArrayLike, target: ArrayLike, *,
+                                     weight: ArrayLike | None = None,
+                                     pos_weight: ArrayLike | None = None,
+                                     reduction: Reduction = "mean") -> Loss:
+    """Binary cross-entropy of ``sigmoid(logits)``, stable for any logit.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalized scores.
+    target : array_like
+        Target probabilities, broadcastable to ``logits``.
+    weight : array_like, optional
+        Elementwise rescaling weight, broadcastable to ``logits``.
+    pos_weight : array_like, optional
+        Weight of the positive term, broadcastable to ``logits`` (so a length-C vector
+        applies along the last axis).
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``logits``.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` or ``target`` of complex, object or other non-real data.
+    ValueError
+        A ``target``, ``weight`` or ``pos_weight`` that does not broadcast to
+        ``logits``' shape; an unknown reduction.
+    """
     return _bce_logits(logits, target, weight, pos_weight, reduction, want_grad=False)
 
 
 @with_fallback(_fallback.binary_cross_entropy_with_logits_with_grad)
-def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None,
-                                               pos_weight=None, reduction="mean"):
+def binary_cross_entropy_with_logits_with_grad(logits: ArrayLike, target: ArrayLike, *,
+                                               weight: ArrayLike | None = None,
+                                               pos_weight: ArrayLike | None = None,
+                                               reduction: Reduction = "mean") -> LossAndGrad:
+    """``binary_cross_entropy_with_logits`` and its gradient with respect to ``logits``.
+
+    Parameters
+    ----------
+    logits, target, weight, pos_weight, reduction
+        As for :func:`binary_cross_entropy_with_logits`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``binary_cross_entropy_with_logits`` returns it.
+    grad : ndarray
+        The gradient d loss / d logits (of the summed loss for ``"none"``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`binary_cross_entropy_with_logits`.
+    """
     return _bce_logits(logits, target, weight, pos_weight, reduction, want_grad=True)
 
 
@@ -189,24 +302,117 @@ def _kl_div(input, target, reduction, log_target, want_grad):
 
 
 @with_fallback(_fallback.kl_div)
-def kl_div(input, target, *, reduction="mean", log_target=False):
+def kl_div(input: ArrayLike, target: ArrayLike, *, reduction: KLReduction = "mean",
+           log_target: bool = False) -> Loss:
+    """Kullback-Leibler divergence, as PyTorch's ``kl_div``.
+
+    Parameters
+    ----------
+    input : array_like
+        Log-probabilities.
+    target : array_like
+        Probabilities (log-probabilities if ``log_target``), broadcastable to ``input``.
+    reduction : {"mean", "batchmean", "sum", "none"}, optional
+        ``"mean"`` averages over all elements; ``"batchmean"`` divides the sum by
+        ``input.shape[0]`` (the mathematically correct KL divergence). Default "mean".
+    log_target : bool, optional
+        Whether ``target`` holds log-probabilities. Default False.
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+
+    Raises
+    ------
+    TypeError
+        ``input`` or ``target`` of complex, object or other non-real data; a
+        ``log_target`` that is not a bool.
+    ValueError
+        A ``target`` that does not broadcast to ``input``'s shape; an unknown reduction.
+    """
     return _kl_div(input, target, reduction, log_target, want_grad=False)
 
 
 @with_fallback(_fallback.kl_div_with_grad)
-def kl_div_with_grad(input, target, *, reduction="mean", log_target=False):
+def kl_div_with_grad(input: ArrayLike, target: ArrayLike, *,
+                     reduction: KLReduction = "mean",
+                     log_target: bool = False) -> LossAndGrad:
+    """``kl_div`` and its gradient with respect to ``input``.
+
+    Parameters
+    ----------
+    input, target, reduction, log_target
+        As for :func:`kl_div`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``kl_div`` returns it.
+    grad : ndarray
+        The gradient d loss / d input: ``-target`` (``-exp(target)`` with
+        ``log_target``), scaled by the reduction.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`kl_div`.
+    """
     return _kl_div(input, target, reduction, log_target, want_grad=True)
 
 
 # -- regression losses ---------------------------------------------------------------------
 
 @with_fallback(_fallback.mse_loss)
-def mse_loss(input, target, *, reduction="mean"):
+def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean") -> Loss:
+    """Mean squared error ``(input - target) ** 2``, as PyTorch's ``mse_loss``.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions.
+    target : array_like
+        Targets, broadcastable to ``input``.
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+
+    Raises
+    ------
+    TypeError
+        ``input`` or ``target`` of complex, object or other non-real data.
+    ValueError
+        A ``target`` that does not broadcast to ``input``'s shape; an unknown reduction.
+    """
     return _run(MSE, *_pair(input, target, reduction), want_grad=False)
 
 
 @with_fallback(_fallback.mse_loss_with_grad)
-def mse_loss_with_grad(input, target, *, reduction="mean"):
+def mse_loss_with_grad(input: ArrayLike, target: ArrayLike, *,
+                       reduction: Reduction = "mean") -> LossAndGrad:
+    """``mse_loss`` and its gradient ``2 (input - target)`` (scaled by the reduction).
+
+    Parameters
+    ----------
+    input, target, reduction
+        As for :func:`mse_loss`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``mse_loss`` returns it.
+    grad : ndarray
+        The gradient d loss / d input.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`mse_loss`.
+    """
     return _run(MSE, *_pair(input, target, reduction), want_grad=True)
 
 
@@ -216,12 +422,61 @@ def _smooth_l1(input, target, beta, reduction, want_grad):
 
 
 @with_fallback(_fallback.smooth_l1_loss)
-def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean"):
+def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, beta: float = 1.0,
+                   reduction: Reduction = "mean") -> Loss:
+    """Smooth L1 loss, as PyTorch's ``smooth_l1_loss``.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions.
+    target : array_like
+        Targets, broadcastable to ``input``.
+    beta : float, optional
+        Width of the quadratic zone (>= 0; 0 gives the L1 loss). Default 1.
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+
+    Raises
+    ------
+    TypeError
+        ``input`` or ``target`` of complex, object or other non-real data; a ``beta``
+        that is not a real number.
+    ValueError
+        A ``target`` that does not broadcast to ``input``'s shape; an unknown reduction;
+        a negative or NaN ``beta``.
+    """
     return _smooth_l1(input, target, beta, reduction, want_grad=False)
 
 
 @with_fallback(_fallback.smooth_l1_loss_with_grad)
-def smooth_l1_loss_with_grad(input, target, *, beta=1.0, reduction="mean"):
+def smooth_l1_loss_with_grad(input: ArrayLike, target: ArrayLike, *, beta: float = 1.0,
+                             reduction: Reduction = "mean") -> LossAndGrad:
+    """``smooth_l1_loss`` and its gradient with respect to ``input``.
+
+    Parameters
+    ----------
+    input, target, beta, reduction
+        As for :func:`smooth_l1_loss`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``smooth_l1_loss`` returns it.
+    grad : ndarray
+        The gradient d loss / d input: ``d / beta`` inside the quadratic zone,
+        ``sign(d)`` outside.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`smooth_l1_loss`.
+    """
     return _smooth_l1(input, target, beta, reduction, want_grad=True)
 
 
@@ -231,12 +486,61 @@ def _huber(input, target, delta, reduction, want_grad):
 
 
 @with_fallback(_fallback.huber_loss)
-def huber_loss(input, target, *, delta=1.0, reduction="mean"):
+def huber_loss(input: ArrayLike, target: ArrayLike, *, delta: float = 1.0,
+               reduction: Reduction = "mean") -> Loss:
+    """Huber loss, as PyTorch's ``huber_loss`` (``delta * smooth_l1_loss(beta=delta)``).
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions.
+    target : array_like
+        Targets, broadcastable to ``input``.
+    delta : float, optional
+        Where the loss turns from quadratic to linear (> 0). Default 1.
+    reduction : {"mean", "sum", "none"}, optional
+        How per-element losses are reduced. Default "mean".
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+
+    Raises
+    ------
+    TypeError
+        ``input`` or ``target`` of complex, object or other non-real data; a ``delta``
+        that is not a real number.
+    ValueError
+        A ``target`` that does not broadcast to ``input``'s shape; an unknown reduction;
+        a ``delta`` that is not positive.
+    """
     return _huber(input, target, delta, reduction, want_grad=False)
 
 
 @with_fallback(_fallback.huber_loss_with_grad)
-def huber_loss_with_grad(input, target, *, delta=1.0, reduction="mean"):
+def huber_loss_with_grad(input: ArrayLike, target: ArrayLike, *, delta: float = 1.0,
+                         reduction: Reduction = "mean") -> LossAndGrad:
+    """``huber_loss`` and its gradient with respect to ``input``.
+
+    Parameters
+    ----------
+    input, target, delta, reduction
+        As for :func:`huber_loss`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``huber_loss`` returns it.
+    grad : ndarray
+        The gradient d loss / d input: ``d`` inside ``|d| < delta``,
+        ``delta * sign(d)`` outside.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`huber_loss`.
+    """
     return _huber(input, target, delta, reduction, want_grad=True)
 
 
@@ -276,12 +580,71 @@ def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
 
 
 @with_fallback(_fallback.multi_margin_loss)
-def multi_margin_loss(input, target, *, p=1, margin=1.0, weight=None, reduction="mean",
-                      axis=-1):
+def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: int = 1,
+                      margin: float = 1.0, weight: ArrayLike | None = None,
+                      reduction: Reduction = "mean", axis: SupportsIndex = -1) -> Loss:
+    """Multi-class hinge loss, as PyTorch's ``multi_margin_loss``.
+
+    Per row: ``sum_{j != y} w_y * max(0, margin - x_y + x_j) ** p / C``.
+
+    Parameters
+    ----------
+    input : array_like
+        Scores, with the classes along ``axis``.
+    target : array_like of int
+        Class indices in ``[0, C)``, the shape of ``input`` without ``axis``.
+    p : {1, 2}, optional
+        Power of the hinge. Default 1.
+    margin : float, optional
+        Required margin. Default 1.
+    weight : array_like, optional
+        Per-class weight, length C (applied by the target's class).
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` averages over rows. Default "mean".
+    axis : int, optional
+        The class axis. Default -1.
+
+    Returns
+    -------
+    scalar or ndarray
+        The loss, in the dtype of ``input``.
+
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)``; the message names the value and its position.
+    TypeError
+        ``input`` of complex, object or other non-real data; a ``target`` that is not an
+        integer array; a ``margin`` that is not a real number.
+    ValueError
+        A ``p`` other than 1 or 2; a ``target`` or ``weight`` of the wrong shape; an
+        unknown reduction.
+    """
     return _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad=False)
 
 
 @with_fallback(_fallback.multi_margin_loss_with_grad)
-def multi_margin_loss_with_grad(input, target, *, p=1, margin=1.0, weight=None,
-                                reduction="mean", axis=-1):
+def multi_margin_loss_with_grad(input: ArrayLike, target: ArrayLike, *, p: int = 1,
+                                margin: float = 1.0, weight: ArrayLike | None = None,
+                                reduction: Reduction = "mean",
+                                axis: SupportsIndex = -1) -> LossAndGrad:
+    """``multi_margin_loss`` and its gradient with respect to ``input``.
+
+    Parameters
+    ----------
+    input, target, p, margin, weight, reduction, axis
+        As for :func:`multi_margin_loss`.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As ``multi_margin_loss`` returns it.
+    grad : ndarray
+        The gradient d loss / d input (of the summed loss for ``"none"``).
+
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        As for :func:`multi_margin_loss`.
+    """
     return _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad=True)

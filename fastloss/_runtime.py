@@ -25,8 +25,11 @@ import os
 import platform
 import sys
 import warnings
+from typing import Any, TextIO
 
 import numpy as np
+
+from fastloss._typing import Backend
 
 BACKENDS = ("cython", "numpy")
 
@@ -34,7 +37,7 @@ try:
     from fastloss._lib import kernels as _kernels
     _IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
-    _kernels = None
+    _kernels = None  # type: ignore[assignment]  # every use checks for None first
     _IMPORT_ERROR = exc
     warnings.warn(
         f"fastloss: the compiled extension could not be imported ({exc}); "
@@ -93,21 +96,38 @@ def _initial_backend():
 _backend = _initial_backend()
 
 
-def kernels():
+def kernels() -> Any:
     """The compiled kernel module when the cython backend is active, else ``None``."""
     return _kernels if _backend == "cython" else None
 
 
-def get_backend():
-    """Return the active backend: ``"cython"`` or ``"numpy"``."""
+def get_backend() -> Backend:
+    """The active backend.
+
+    Returns
+    -------
+    str
+        ``"cython"`` (the compiled kernels) or ``"numpy"`` (``fastloss.fallback``).
+    """
     return _backend
 
 
-def set_backend(name):
-    """Select the backend: ``"cython"`` (compiled kernels) or ``"numpy"`` (the fallback).
+def set_backend(name: Backend) -> None:
+    """Select the backend for every function of this process.
 
-    Raises ``ValueError`` for an unknown name and ``RuntimeError`` when ``"cython"`` is
-    asked for but the extension could not be imported.
+    Parameters
+    ----------
+    name : {"cython", "numpy"}
+        ``"cython"``: the compiled kernels; ``"numpy"``: their NumPy twins in
+        ``fastloss.fallback``.  The environment variable ``FASTLOSS_BACKEND`` sets the
+        start value.
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+    RuntimeError
+        ``"cython"`` asked for when the extension could not be imported.
     """
     global _backend
     if name not in BACKENDS:
@@ -119,11 +139,17 @@ def set_backend(name):
     _backend = name
 
 
-def get_num_threads():
-    """Number of threads the kernels use (OpenMP's current maximum; 1 in a forked child).
+def get_num_threads() -> int:
+    """Number of threads the kernels use.
 
     Every kernel call takes its thread count from here, so the forked-child rule holds
     even when the OpenMP setting was raised behind our back (``threadpoolctl``).
+
+    Returns
+    -------
+    int
+        OpenMP's current maximum (``OMP_NUM_THREADS``, ``set_num_threads`` or
+        ``threadpoolctl``); 1 in a process started by ``fork()``.
     """
     if _kernels is None:
         return _fallback_num_threads
@@ -134,10 +160,21 @@ def get_num_threads():
     return n
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the number of threads the kernels use (``omp_set_num_threads``).
 
-    In a forked child more than 1 warns once and sets 1 (see the module docstring).
+    Parameters
+    ----------
+    n : int
+        A positive count.  In a process started by ``fork()`` more than 1 warns once
+        (``RuntimeWarning``) and sets 1: libgomp's thread pool does not survive fork.
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an int (a bool included).
+    ValueError
+        ``n`` is less than 1.
     """
     global _fallback_num_threads
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
@@ -152,27 +189,51 @@ def set_num_threads(n):
         _kernels.set_num_threads(int(n))
 
 
-def get_simd_level():
-    """Instruction-set level the kernels dispatch to (``None`` without the extension)."""
+def get_simd_level() -> str | None:
+    """The instruction-set level the kernels dispatch to.
+
+    Returns
+    -------
+    str or None
+        ``"baseline"``, ``"avx2"`` or ``"avx512"``; ``None`` without the extension.
+    """
     return None if _kernels is None else _kernels.get_simd_level()
 
 
-def set_simd_level(level):
-    """Force an instruction-set level (``"baseline"``, ``"avx2"``, ``"avx512"``).
+def set_simd_level(level: str) -> None:
+    """Force an instruction-set level; meant for testing.
 
-    Meant for testing; a level the CPU lacks raises ``ValueError``.  The environment
-    variable ``FASTLOSS_SIMD`` sets the start value.
+    Parameters
+    ----------
+    level : str
+        One of :func:`available_simd_levels`.  The environment variable
+        ``FASTLOSS_SIMD`` sets the start value.
+
+    Raises
+    ------
+    ValueError
+        A level this CPU or this build lacks.
+    RuntimeError
+        No compiled extension.
     """
     if _kernels is None:
         raise RuntimeError("no compiled extension: there is no SIMD level to set")
     _kernels.set_simd_level(level)
 
 
-def available_simd_levels():
+def available_simd_levels() -> tuple[str, ...]:
+    """The instruction-set levels this CPU and this build can run.
+
+    Returns
+    -------
+    tuple of str
+        From ``"baseline"`` up to the best one (e.g. ``("baseline", "avx2")``); empty
+        without the extension.
+    """
     return () if _kernels is None else tuple(_kernels.available_simd_levels())
 
 
-def config():
+def config() -> dict[str, Any]:
     """Build and runtime facts as a dict (what ``show_config`` prints)."""
     from fastloss import __version__
 
@@ -194,8 +255,14 @@ def config():
     return info
 
 
-def show_config(file=None):
-    """Print the version, backend, compiler, OpenMP and SIMD level in use, and threads."""
+def show_config(file: TextIO | None = None) -> None:
+    """Print the version, backend, compiler, OpenMP and SIMD level in use, and threads.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print (anything with ``write``); default ``sys.stdout``.
+    """
     info = config()
     width = max(map(len, info))
     for key, value in info.items():

@@ -21,6 +21,7 @@ __all__ = [
     "class_axis_view",
     "move_axes_last",
     "check_out",
+    "work_buffer",
     "check_reduction",
     "finish_float",
     "finish_scalar",
@@ -127,6 +128,14 @@ def check_out(out, shape, dtype, name="out"):
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return out
+
+
+def work_buffer(out, dtype, shape):
+    """``out`` (already checked) when results can be computed in it directly, else a
+    new array of ``shape`` and ``dtype``."""
+    if out is not None and out.dtype == dtype:
+        return out
+    return np.empty(shape, dtype)
 
 
 REDUCTIONS = ("mean", "sum", "none")

@@ -3,7 +3,8 @@
 * The compiled backend loaded (mandatory when FASTLOSS_REQUIRE_EXTENSION=1, as in CI).
 * show_config() reports the OpenMP build and the SIMD level in use; with
   FASTLOSS_EXPECT_OPENMP=1 / 0 (set by CI per build) it must say yes / no.
-* An installed copy, not the source tree, is tested (FASTLOSS_TEST_INSTALLED=1).
+* An installed copy, not the source tree, is tested (FASTLOSS_TEST_INSTALLED=1), and
+  its metadata carries fastloss.__version__.
 * threadpoolctl reaches the OpenMP runtime the extension uses (in a repaired wheel
   that is a renamed, bundled libgomp).
 * Without the extension the package still imports, warns once and runs on NumPy.
@@ -85,6 +86,14 @@ def test_bench_command_is_installed():
         pytest.skip("set FASTLOSS_TEST_INSTALLED=1 to require an installed fastloss")
     script = pathlib.Path(sys.executable).with_name("fastloss-bench")
     assert script.exists(), f"{script} was not installed"
+
+
+def test_installed_version_is_the_package_version():
+    """pyproject.toml takes the version from fastloss.__version__ (written once)."""
+    if not TEST_INSTALLED:
+        pytest.skip("set FASTLOSS_TEST_INSTALLED=1 to require an installed fastloss")
+    from importlib.metadata import version
+    assert version("fastloss") == fastloss.__version__
 
 
 def test_show_config_basics():

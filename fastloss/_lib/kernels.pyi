@@ -1,7 +1,8 @@
 """Type stubs for the compiled kernels (src/kernels.pyx and its .pxi files).
 
 Private: the wrappers in fastloss/_softmax.py, _cross_entropy.py, _losses.py and
-_activations.py validate every argument before calling these.  Arrays are float32 or
+_activations.py validate every argument before calling these.  tests/test_typing.py
+checks that this stub names every function of the built module with its parameters.  Arrays are float32 or
 float64 (one dtype per call); 3-D views are (outer, C, inner) around the class axis.
 """
 from typing import Optional
@@ -32,6 +33,7 @@ def softmax_backward(grad: Floats, y: Floats, out: Floats, log_mode: bool,
                      n_threads: int) -> None: ...
 
 # cross-entropy family
+def count_labels(labels: NDArray[np.int64], n_classes: int, ignore_index: int) -> int: ...
 def cross_entropy(x: Floats, q: Optional[Floats], target: Optional[NDArray[np.int64]],
                   ignore_index: int, sample_weight: Optional[NDArray[np.float64]],
                   weight: Optional[NDArray[np.float64]], weight_sum: float,

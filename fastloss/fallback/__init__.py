@@ -3,6 +3,8 @@
 Plain, readable NumPy with the same signatures as the compiled functions: the
 reference in the tests, the baseline of the benchmark, and what runs when the compiled
 extension is unavailable or the ``"numpy"`` backend is selected.  Always importable.
+Each function is documented once, on the public one (``help(fastloss.softmax)``); its
+twin here says so in one line.
 """
 from fastloss.fallback.activations import (
     leaky_relu,

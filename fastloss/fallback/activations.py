@@ -66,41 +66,13 @@ def _binary(grad, other, other_name, out):
 # -- sigmoid ---------------------------------------------------------------------------
 
 def sigmoid(x, *, out=None):
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, stable for any ``|x|``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.sigmoid`."""
     arr, res_dtype = _unary(x, out)
     return finish_float(stable_sigmoid(arr), res_dtype, out)
 
 
 def sigmoid_backward(grad, y, *, out=None):
-    """Gradient of sigmoid given its output ``y``: ``grad * y * (1 - y)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to the sigmoid's output.
-    y : array_like
-        The sigmoid's output, same shape as ``grad``.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``y``.
-
-    Returns
-    -------
-    ndarray
-        The gradient with respect to the sigmoid's input.
-    """
+    """The NumPy implementation of :func:`fastloss.sigmoid_backward`."""
     g, yy, res_dtype = _binary(grad, y, "y", out)
     with np.errstate(all="ignore"):
         return finish_float(g * (yy * (1 - yy)), res_dtype, out)
@@ -109,41 +81,13 @@ def sigmoid_backward(grad, y, *, out=None):
 # -- tanh ------------------------------------------------------------------------------
 
 def tanh(x, *, out=None):
-    """Hyperbolic tangent.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.tanh`."""
     arr, res_dtype = _unary(x, out)
     return finish_float(np.tanh(arr), res_dtype, out)
 
 
 def tanh_backward(grad, y, *, out=None):
-    """Gradient of tanh given its output ``y``: ``grad * (1 - y**2)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to tanh's output.
-    y : array_like
-        The output of tanh, same shape as ``grad``.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``y``.
-
-    Returns
-    -------
-    ndarray
-        The gradient with respect to tanh's input.
-    """
+    """The NumPy implementation of :func:`fastloss.tanh_backward`."""
     g, yy, res_dtype = _binary(grad, y, "y", out)
     with np.errstate(all="ignore"):
         return finish_float(g * (1 - yy * yy), res_dtype, out)
@@ -152,65 +96,19 @@ def tanh_backward(grad, y, *, out=None):
 # -- relu and leaky relu ---------------------------------------------------------------
 
 def relu(x, *, out=None):
-    """Rectified linear unit ``max(x, 0)`` (NaN stays NaN).
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.relu`."""
     arr, res_dtype = _unary(x, out)
     return finish_float(np.maximum(arr, 0), res_dtype, out)
 
 
 def relu_backward(grad, x, *, out=None):
-    """Gradient of relu given its input ``x``: ``grad`` where ``x > 0``, else 0.
-
-    As in PyTorch, the gradient is 0 at ``x == 0`` and passes through where ``x`` is
-    NaN (``x <= 0`` is false there).
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to relu's output.
-    x : array_like
-        The input of relu, same shape as ``grad``.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``x``.
-
-    Returns
-    -------
-    ndarray
-        The gradient with respect to relu's input.
-    """
+    """The NumPy implementation of :func:`fastloss.relu_backward`."""
     g, xx, res_dtype = _binary(grad, x, "x", out)
     return finish_float(np.where(xx <= 0, 0, g), res_dtype, out)
 
 
 def leaky_relu(x, negative_slope=0.01, *, out=None):
-    """Leaky relu: ``x`` where ``x > 0``, else ``negative_slope * x``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    negative_slope : float, optional
-        Slope for negative inputs. Default 0.01.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.leaky_relu`."""
     slope = check_real(negative_slope, "negative_slope")
     arr, res_dtype = _unary(x, out)
     with np.errstate(all="ignore"):
@@ -218,24 +116,7 @@ def leaky_relu(x, negative_slope=0.01, *, out=None):
 
 
 def leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None):
-    """Gradient of leaky relu given its input ``x``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to leaky relu's output.
-    x : array_like
-        The input of leaky relu, same shape as ``grad``.
-    negative_slope : float, optional
-        Slope for negative inputs. Default 0.01.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``x``.
-
-    Returns
-    -------
-    ndarray
-        ``grad`` where ``x > 0``, else ``negative_slope * grad``.
-    """
+    """The NumPy implementation of :func:`fastloss.leaky_relu_backward`."""
     slope = check_real(negative_slope, "negative_slope")
     g, xx, res_dtype = _binary(grad, x, "x", out)
     with np.errstate(all="ignore"):
@@ -252,25 +133,7 @@ def _softplus_options(beta, threshold):
 
 
 def softplus(x, beta=1.0, threshold=20.0, *, out=None):
-    """Softplus ``log(1 + exp(beta * x)) / beta``; linear where ``beta * x > threshold``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    beta : float, optional
-        Sharpness (nonzero). Default 1.
-    threshold : float, optional
-        Above this value of ``beta * x`` the result is ``x`` itself, as in PyTorch.
-        Default 20.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The result in the dtype of ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.softplus`."""
     beta, threshold = _softplus_options(beta, threshold)
     arr, res_dtype = _unary(x, out)
     with np.errstate(all="ignore"):
@@ -280,26 +143,7 @@ def softplus(x, beta=1.0, threshold=20.0, *, out=None):
 
 
 def softplus_backward(grad, x, beta=1.0, threshold=20.0, *, out=None):
-    """Gradient of softplus given its input ``x``: ``grad * sigmoid(beta * x)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient with respect to softplus's output.
-    x : array_like
-        The input of softplus, same shape as ``grad``.
-    beta : float, optional
-        Sharpness (nonzero). Default 1.
-    threshold : float, optional
-        Above this value of ``beta * x`` the gradient passes through unchanged.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``x``.
-
-    Returns
-    -------
-    ndarray
-        The gradient with respect to softplus's input.
-    """
+    """The NumPy implementation of :func:`fastloss.softplus_backward`."""
     beta, threshold = _softplus_options(beta, threshold)
     g, xx, res_dtype = _binary(grad, x, "x", out)
     with np.errstate(all="ignore"):

@@ -40,8 +40,7 @@ from fastloss._loss_validation import (
     check_nll_args,
     intp_ignore_index,
 )
-from fastloss._validation import check_out, finish_float
-from fastloss.fallback.softmax import _work_buffer
+from fastloss._validation import check_out, finish_float, work_buffer
 
 __all__ = [
     "cross_entropy",
@@ -131,7 +130,7 @@ def _cross_entropy(pb, grad_output=None, out=None):
     want_grad = grad_output is not None
     # The shifted logits go straight into the gradient's buffer (which may be the
     # logits themselves): the logits are not read again.
-    work = _work_buffer(out, x.dtype, x.shape) if want_grad else np.empty(x.shape, x.dtype)
+    work = work_buffer(out, x.dtype, x.shape) if want_grad else np.empty(x.shape, x.dtype)
     sw = 1.0 if pb.sample_weight is None else pb.keep(pb.sample_weight)
     with np.errstate(all="ignore"):
         np.subtract(x, np.max(x, axis=ax, keepdims=True, initial=-np.inf), out=work)
@@ -198,53 +197,18 @@ def _cross_entropy(pb, grad_output=None, out=None):
     return loss, finish_float(p, pb.dtype, out)
 
 
-_OPTIONS_DOC = """
-    axis : int, optional
-        The class axis. Default -1.
-    weight : array_like, optional
-        Per-class weight, length C.
-    sample_weight : array_like, optional
-        Per-row weight, of the shape of the loss with ``reduction="none"``. It
-        multiplies each row's loss and, for ``"mean"``, its share of the denominator.
-    ignore_index : int, optional
-        Class-index target value that contributes no loss and no gradient and is left
-        out of the ``"mean"`` denominator. Default -100.
-    reduction : {"mean", "sum", "none"}, optional
-        ``"mean"`` divides the weighted sum by the summed weights of the non-ignored
-        rows (class weight of the target times sample weight; NaN when they sum to 0).
-    label_smoothing : float, optional
-        In [0, 1]: the target mixes ``1 - label_smoothing`` of itself with a uniform
-        distribution (PyTorch semantics, including with ``weight``). Default 0."""
-
-
 def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
                   ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """The NumPy implementation of :func:`fastloss.cross_entropy`."""
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     return _cross_entropy(pb)[0]
 
 
-cross_entropy.__doc__ = f"""Cross-entropy between softmax(logits) and a target, as PyTorch's.
-
-    Parameters
-    ----------
-    logits : array_like
-        Unnormalized scores; ``-inf`` marks a masked class.
-    target : array_like
-        Integer class indices (the logits' shape without ``axis``) or floating class
-        probabilities (the logits' shape).{_OPTIONS_DOC}
-
-    Returns
-    -------
-    scalar or ndarray
-        A NumPy scalar of the logits' dtype for ``"mean"``/``"sum"``, an array of the
-        target's row shape for ``"none"``.
-    """
-
-
 def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
                            sample_weight=None, ignore_index=-100, reduction="mean",
                            label_smoothing=0.0, out=None):
+    """The NumPy implementation of :func:`fastloss.cross_entropy_backward`."""
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     g = check_grad_output(grad_output, pb.reduction, pb.row_shape)
@@ -253,28 +217,10 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     return _cross_entropy(pb, g, out)[1]
 
 
-cross_entropy_backward.__doc__ = f"""Gradient of ``cross_entropy`` with respect to the logits.
-
-    Parameters
-    ----------
-    logits, target
-        As for ``cross_entropy``.
-    grad_output : float or array_like, optional
-        The upstream gradient: a scalar for ``"mean"``/``"sum"``, an array of the loss's
-        shape for ``"none"``. Default 1.{_OPTIONS_DOC}
-    out : ndarray, optional
-        A location into which the result is stored; may be ``logits`` itself.
-
-    Returns
-    -------
-    ndarray
-        ``grad_output * d loss / d logits``, the logits' shape and dtype.
-    """
-
-
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
                             ignore_index=-100, reduction="mean", label_smoothing=0.0,
                             out=None):
+    """The NumPy implementation of :func:`fastloss.cross_entropy_with_grad`."""
     pb = _prepare(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                   label_smoothing)
     if out is not None:
@@ -282,25 +228,6 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weig
     # With "none" the gradient is that of the summed loss: grad_output 1 for every row.
     g = np.ones(pb.row_shape) if pb.reduction == "none" else np.float64(1.0)
     return _cross_entropy(pb, g, out)
-
-
-cross_entropy_with_grad.__doc__ = f"""Cross-entropy and its gradient from one pass.
-
-    Parameters
-    ----------
-    logits, target
-        As for ``cross_entropy``.{_OPTIONS_DOC}
-    out : ndarray, optional
-        A location into which the gradient is stored; ``out=logits`` writes it over the
-        logits.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``cross_entropy`` returns it.
-    grad : ndarray
-        d loss / d logits (of the summed loss when ``reduction="none"``).
-    """
 
 
 # -- nll_loss ---------------------------------------------------------------------------
@@ -327,42 +254,11 @@ def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
 
 
 def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):
-    """Negative log-likelihood of class indices, as PyTorch's ``nll_loss``.
-
-    Parameters
-    ----------
-    log_probs : array_like
-        Log-probabilities (e.g. from ``log_softmax``).
-    target : array_like of int
-        Class indices, the shape of ``log_probs`` without ``axis``.
-    axis : int, optional
-        The class axis. Default -1.
-    weight : array_like, optional
-        Per-class weight, length C.
-    ignore_index : int, optional
-        Target value that contributes no loss and is left out of the mean. Default -100.
-    reduction : {"mean", "sum", "none"}, optional
-        ``"mean"`` divides by the summed class weights of the non-ignored targets.
-
-    Returns
-    -------
-    scalar or ndarray
-        A NumPy scalar of the input's dtype, or the per-row losses for ``"none"``.
-    """
+    """The NumPy implementation of :func:`fastloss.nll_loss`."""
     return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=False)
 
 
 def nll_loss_with_grad(log_probs, target, *, axis=-1, weight=None, ignore_index=-100,
                        reduction="mean"):
-    """``nll_loss`` and its gradient with respect to ``log_probs``.
-
-    Parameters are those of ``nll_loss``.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``nll_loss`` returns it.
-    grad : ndarray
-        d loss / d log_probs (of the summed loss when ``reduction="none"``).
-    """
+    """The NumPy implementation of :func:`fastloss.nll_loss_with_grad`."""
     return _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad=True)

@@ -120,41 +120,12 @@ def _bce(probs, target, weight, reduction, want_grad):
 
 
 def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
-    """Binary cross-entropy of probabilities, as PyTorch's (logs clamped at -100).
-
-    Parameters
-    ----------
-    probs : array_like
-        Predicted probabilities in [0, 1] (NaN passes through; anything else outside
-        the interval raises ``ValueError``).
-    target : array_like
-        Target probabilities, broadcastable to ``probs``.
-    weight : array_like, optional
-        Elementwise rescaling weight, broadcastable to ``probs``.
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``probs``.
-    """
+    """The NumPy implementation of :func:`fastloss.binary_cross_entropy`."""
     return _bce(probs, target, weight, reduction, want_grad=False)
 
 
 def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mean"):
-    """``binary_cross_entropy`` and its gradient with respect to ``probs``.
-
-    Parameters are those of ``binary_cross_entropy``.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``binary_cross_entropy`` returns it.
-    grad : ndarray
-        d loss / d probs (of the summed loss for ``"none"``), PyTorch's formula
-        ``(p - t) / max(p (1 - p), 1e-12)``.
-    """
+    """The NumPy implementation of :func:`fastloss.binary_cross_entropy_with_grad`."""
     return _bce(probs, target, weight, reduction, want_grad=True)
 
 
@@ -177,43 +148,13 @@ def _bce_logits(logits, target, weight, pos_weight, reduction, want_grad):
 
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
                                      reduction="mean"):
-    """Binary cross-entropy of ``sigmoid(logits)``, stable for any logit.
-
-    Parameters
-    ----------
-    logits : array_like
-        Unnormalized scores.
-    target : array_like
-        Target probabilities, broadcastable to ``logits``.
-    weight : array_like, optional
-        Elementwise rescaling weight, broadcastable to ``logits``.
-    pos_weight : array_like, optional
-        Weight of the positive term, broadcastable to ``logits`` (so a length-C vector
-        applies along the last axis).
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``logits``.
-    """
+    """The NumPy implementation of :func:`fastloss.binary_cross_entropy_with_logits`."""
     return _bce_logits(logits, target, weight, pos_weight, reduction, want_grad=False)
 
 
 def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None,
                                                pos_weight=None, reduction="mean"):
-    """``binary_cross_entropy_with_logits`` and its gradient with respect to ``logits``.
-
-    Parameters are those of ``binary_cross_entropy_with_logits``.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``binary_cross_entropy_with_logits`` returns it.
-    grad : ndarray
-        d loss / d logits (of the summed loss for ``"none"``).
-    """
+    """The NumPy implementation of :func:`fastloss.binary_cross_entropy_with_logits_with_grad`."""
     return _bce_logits(logits, target, weight, pos_weight, reduction, want_grad=True)
 
 
@@ -243,41 +184,12 @@ def _kl_div(input, target, reduction, log_target, want_grad):
 
 
 def kl_div(input, target, *, reduction="mean", log_target=False):
-    """Kullback-Leibler divergence, as PyTorch's ``kl_div``.
-
-    Parameters
-    ----------
-    input : array_like
-        Log-probabilities.
-    target : array_like
-        Probabilities (log-probabilities if ``log_target``), broadcastable to ``input``.
-    reduction : {"mean", "batchmean", "sum", "none"}, optional
-        ``"mean"`` averages over all elements; ``"batchmean"`` divides the sum by
-        ``input.shape[0]`` (the mathematically correct KL divergence). Default "mean".
-    log_target : bool, optional
-        Whether ``target`` holds log-probabilities. Default False.
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
+    """The NumPy implementation of :func:`fastloss.kl_div`."""
     return _kl_div(input, target, reduction, log_target, want_grad=False)
 
 
 def kl_div_with_grad(input, target, *, reduction="mean", log_target=False):
-    """``kl_div`` and its gradient with respect to ``input``.
-
-    Parameters are those of ``kl_div``.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``kl_div`` returns it.
-    grad : ndarray
-        d loss / d input: ``-target`` (``-exp(target)`` with ``log_target``), scaled by
-        the reduction.
-    """
+    """The NumPy implementation of :func:`fastloss.kl_div_with_grad`."""
     return _kl_div(input, target, reduction, log_target, want_grad=True)
 
 
@@ -293,37 +205,12 @@ def _mse(input, target, reduction, want_grad):
 
 
 def mse_loss(input, target, *, reduction="mean"):
-    """Mean squared error ``(input - target) ** 2``, as PyTorch's ``mse_loss``.
-
-    Parameters
-    ----------
-    input : array_like
-        Predictions.
-    target : array_like
-        Targets, broadcastable to ``input``.
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
+    """The NumPy implementation of :func:`fastloss.mse_loss`."""
     return _mse(input, target, reduction, want_grad=False)
 
 
 def mse_loss_with_grad(input, target, *, reduction="mean"):
-    """``mse_loss`` and its gradient ``2 (input - target)`` (scaled by the reduction).
-
-    Parameters are those of ``mse_loss``.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``mse_loss`` returns it.
-    grad : ndarray
-        d loss / d input.
-    """
+    """The NumPy implementation of :func:`fastloss.mse_loss_with_grad`."""
     return _mse(input, target, reduction, want_grad=True)
 
 
@@ -346,39 +233,12 @@ def _smooth_l1(input, target, beta, reduction, want_grad):
 
 
 def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean"):
-    """Smooth L1 loss, as PyTorch's ``smooth_l1_loss``.
-
-    Parameters
-    ----------
-    input : array_like
-        Predictions.
-    target : array_like
-        Targets, broadcastable to ``input``.
-    beta : float, optional
-        Width of the quadratic zone (>= 0; 0 gives the L1 loss). Default 1.
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
+    """The NumPy implementation of :func:`fastloss.smooth_l1_loss`."""
     return _smooth_l1(input, target, beta, reduction, want_grad=False)
 
 
 def smooth_l1_loss_with_grad(input, target, *, beta=1.0, reduction="mean"):
-    """``smooth_l1_loss`` and its gradient with respect to ``input``.
-
-    Parameters are those of ``smooth_l1_loss``.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``smooth_l1_loss`` returns it.
-    grad : ndarray
-        d loss / d input: ``d / beta`` inside the quadratic zone, ``sign(d)`` outside.
-    """
+    """The NumPy implementation of :func:`fastloss.smooth_l1_loss_with_grad`."""
     return _smooth_l1(input, target, beta, reduction, want_grad=True)
 
 
@@ -396,39 +256,12 @@ def _huber(input, target, delta, reduction, want_grad):
 
 
 def huber_loss(input, target, *, delta=1.0, reduction="mean"):
-    """Huber loss, as PyTorch's ``huber_loss`` (``delta * smooth_l1_loss(beta=delta)``).
-
-    Parameters
-    ----------
-    input : array_like
-        Predictions.
-    target : array_like
-        Targets, broadcastable to ``input``.
-    delta : float, optional
-        Where the loss turns from quadratic to linear (> 0). Default 1.
-    reduction : {"mean", "sum", "none"}, optional
-        How per-element losses are reduced. Default "mean".
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
+    """The NumPy implementation of :func:`fastloss.huber_loss`."""
     return _huber(input, target, delta, reduction, want_grad=False)
 
 
 def huber_loss_with_grad(input, target, *, delta=1.0, reduction="mean"):
-    """``huber_loss`` and its gradient with respect to ``input``.
-
-    Parameters are those of ``huber_loss``.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``huber_loss`` returns it.
-    grad : ndarray
-        d loss / d input: ``d`` inside ``|d| < delta``, ``delta * sign(d)`` outside.
-    """
+    """The NumPy implementation of :func:`fastloss.huber_loss_with_grad`."""
     return _huber(input, target, delta, reduction, want_grad=True)
 
 
@@ -470,46 +303,11 @@ def _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad):
 
 def multi_margin_loss(input, target, *, p=1, margin=1.0, weight=None, reduction="mean",
                       axis=-1):
-    """Multi-class hinge loss, as PyTorch's ``multi_margin_loss``.
-
-    Per row: ``sum_{j != y} w_y * max(0, margin - x_y + x_j) ** p / C``.
-
-    Parameters
-    ----------
-    input : array_like
-        Scores, with the classes along ``axis``.
-    target : array_like of int
-        Class indices in ``[0, C)``, the shape of ``input`` without ``axis``.
-    p : {1, 2}, optional
-        Power of the hinge. Default 1.
-    margin : float, optional
-        Required margin. Default 1.
-    weight : array_like, optional
-        Per-class weight, length C (applied by the target's class).
-    reduction : {"mean", "sum", "none"}, optional
-        ``"mean"`` averages over rows. Default "mean".
-    axis : int, optional
-        The class axis. Default -1.
-
-    Returns
-    -------
-    scalar or ndarray
-        The loss, in the dtype of ``input``.
-    """
+    """The NumPy implementation of :func:`fastloss.multi_margin_loss`."""
     return _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad=False)
 
 
 def multi_margin_loss_with_grad(input, target, *, p=1, margin=1.0, weight=None,
                                 reduction="mean", axis=-1):
-    """``multi_margin_loss`` and its gradient with respect to ``input``.
-
-    Parameters are those of ``multi_margin_loss``.
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        As ``multi_margin_loss`` returns it.
-    grad : ndarray
-        d loss / d input (of the summed loss for ``"none"``).
-    """
+    """The NumPy implementation of :func:`fastloss.multi_margin_loss_with_grad`."""
     return _multi_margin(input, target, p, margin, weight, reduction, axis, want_grad=True)

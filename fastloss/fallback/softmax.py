@@ -16,16 +16,15 @@ from fastloss._loss_validation import (
     check_same_shape,
     common_float_dtype,
 )
-from fastloss._validation import as_float_array, check_out, finish_float, normalize_axis
+from fastloss._validation import (
+    as_float_array,
+    check_out,
+    finish_float,
+    normalize_axis,
+    work_buffer,
+)
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "softmax_backward", "log_softmax_backward"]
-
-
-def _work_buffer(out, dtype, shape):
-    """``out`` when results can be computed in it directly, else a new array."""
-    if out is not None and out.dtype == dtype:
-        return out
-    return np.empty(shape, dtype)
 
 
 def _subtract_max(x, axes, buf):
@@ -39,29 +38,12 @@ def _subtract_max(x, axes, buf):
 
 
 def softmax(x, axis=-1, *, out=None):
-    """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    axis : int, tuple of ints or None, optional
-        Axis or axes over which the probabilities sum to 1 (``None``: the whole array).
-        Default is the last axis.
-    out : ndarray, optional
-        A location into which the result is stored; it must have the shape of ``x`` and
-        its result dtype, and may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The probabilities, in the dtype of ``x`` (float64 for integer input).
-    """
+    """The NumPy implementation of :func:`fastloss.softmax`."""
     arr, res_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
     if out is not None:
         check_out(out, arr.shape, res_dtype)
-    buf = _work_buffer(out, arr.dtype, arr.shape)
+    buf = work_buffer(out, arr.dtype, arr.shape)
     with np.errstate(all="ignore"):
         _subtract_max(arr, axes, buf)
         np.exp(buf, out=buf)
@@ -72,28 +54,12 @@ def softmax(x, axis=-1, *, out=None):
 
 
 def log_softmax(x, axis=-1, *, out=None):
-    """Log of the softmax along ``axis``: ``x - logsumexp(x)``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    axis : int, tuple of ints or None, optional
-        Axis or axes to normalize over (``None``: the whole array). Default -1.
-    out : ndarray, optional
-        A location into which the result is stored; it must have the shape of ``x`` and
-        its result dtype, and may be ``x`` itself.
-
-    Returns
-    -------
-    ndarray
-        The log-probabilities, in the dtype of ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.log_softmax`."""
     arr, res_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
     if out is not None:
         check_out(out, arr.shape, res_dtype)
-    buf = _work_buffer(out, arr.dtype, arr.shape)
+    buf = work_buffer(out, arr.dtype, arr.shape)
     with np.errstate(all="ignore"):
         _subtract_max(arr, axes, buf)
         s = np.sum(np.exp(buf), axis=axes, keepdims=True, dtype=np.float64)
@@ -103,26 +69,7 @@ def log_softmax(x, axis=-1, *, out=None):
 
 
 def logsumexp(x, axis=-1, *, keepdims=False, out=None):
-    """Stable ``log(sum(exp(x)))`` along ``axis``.
-
-    Parameters
-    ----------
-    x : array_like
-        Input data.
-    axis : int, tuple of ints or None, optional
-        Axis or axes to reduce (``None``: the whole array). Default -1.
-    keepdims : bool, optional
-        Keep the reduced axes as axes of length 1.
-    out : ndarray, optional
-        A location into which the result is stored; it must have the shape of the
-        result and the result dtype of ``x``.
-
-    Returns
-    -------
-    ndarray or scalar
-        The result in the dtype of ``x``; a NumPy scalar when it is 0-d.  An empty axis
-        gives -inf (the log of an empty sum); any +inf gives +inf; NaN gives NaN.
-    """
+    """The NumPy implementation of :func:`fastloss.logsumexp`."""
     arr, res_dtype = as_float_array(x, "x")
     axes = normalize_axis(axis, arr.ndim)
     keepdims = check_bool(keepdims, "keepdims")
@@ -153,59 +100,25 @@ def _backward_args(grad, y, axis, out):
 
 
 def softmax_backward(grad, y, axis=-1, *, out=None):
-    """Vector-Jacobian product of softmax, given its output ``y = softmax(x)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient of the objective with respect to ``y``.
-    y : array_like
-        The softmax output, same shape as ``grad``.
-    axis : int, optional
-        The axis softmax was taken over. Default -1.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``y``.
-
-    Returns
-    -------
-    ndarray
-        ``y * (grad - sum(grad * y, axis))``, the gradient with respect to ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.softmax_backward`."""
     g, yy, ax, compute, res_dtype = _backward_args(grad, y, axis, out)
     with np.errstate(all="ignore"):
         # d y_i / d x_j = y_i (delta_ij - y_j), so grad_x = y * (grad - <grad, y>).
         dot = np.sum(g * yy, axis=ax, keepdims=True, dtype=np.float64)
         # The difference goes to a new array first: ``out`` may be ``y``, still needed.
         diff = np.subtract(g, dot, out=np.empty(g.shape, compute), casting="same_kind")
-        buf = _work_buffer(out, compute, g.shape)
+        buf = work_buffer(out, compute, g.shape)
         np.multiply(diff, yy, out=buf, casting="same_kind")
     return finish_float(buf, res_dtype, out)
 
 
 def log_softmax_backward(grad, y, axis=-1, *, out=None):
-    """Vector-Jacobian product of log-softmax, given its output ``y = log_softmax(x)``.
-
-    Parameters
-    ----------
-    grad : array_like
-        Gradient of the objective with respect to ``y``.
-    y : array_like
-        The log-softmax output, same shape as ``grad``.
-    axis : int, optional
-        The axis log-softmax was taken over. Default -1.
-    out : ndarray, optional
-        A location into which the result is stored; may be ``grad`` or ``y``.
-
-    Returns
-    -------
-    ndarray
-        ``grad - exp(y) * sum(grad, axis)``, the gradient with respect to ``x``.
-    """
+    """The NumPy implementation of :func:`fastloss.log_softmax_backward`."""
     g, yy, ax, compute, res_dtype = _backward_args(grad, y, axis, out)
     with np.errstate(all="ignore"):
         # d y_i / d x_j = delta_ij - softmax_j, so grad_x = grad - softmax * sum(grad).
         total = np.sum(g, axis=ax, keepdims=True, dtype=np.float64)
         scaled = np.multiply(np.exp(yy), total, out=np.empty(g.shape, compute), casting="same_kind")
-        buf = _work_buffer(out, compute, g.shape)
+        buf = work_buffer(out, compute, g.shape)
         np.subtract(g, scaled, out=buf, casting="same_kind")
     return finish_float(buf, res_dtype, out)
