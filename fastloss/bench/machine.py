@@ -69,7 +69,10 @@ def machine_info():
         info["loadavg_start"] = list(os.getloadavg())
     info["fastloss_commit"] = fastloss_commit()
     info["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    info["command"] = shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]])
+    prog = os.path.basename(sys.argv[0])
+    if prog == "__main__.py":
+        prog = "python -m fastloss.bench"
+    info["command"] = " ".join([prog, shlex.join(sys.argv[1:])]).strip()
     return info
 
 

@@ -197,7 +197,7 @@ def plot(result, path):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     most = max(len(d["labels"]) for d in data.values())
     fig, axes = plt.subplots(len(data), 2, squeeze=False,
-                             figsize=(max(10, 1.1 * most * 2), 3.6 * len(data)))
+                             figsize=(max(12, 1.1 * most * 2), 3.6 * len(data)))
     width = 0.8 / max(1, len(series))
     for (shape, d), (ax_x, ax_bw) in zip(data.items(), axes):
         labels = d["labels"]
@@ -222,10 +222,10 @@ def plot(result, path):
         ax_x.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax_x.axhline(1.0, color="black", linewidth=0.8)
         ax_x.set_ylabel("best peer ms / fastloss ms")
-        ax_x.set_title(f"{title}: against the best peer (>1: fastloss faster)")
+        ax_x.set_title(f"{title}: best peer / fastloss (>1: fastloss faster)")
         ax_bw.axhline(100.0, color="black", linewidth=0.8)
         ax_bw.set_ylabel("% of copy bandwidth")
-        ax_bw.set_title(f"{title}: bytes moved per second, % of the copy yardstick")
+        ax_bw.set_title(f"{title}: fastloss, % of copy bandwidth")
         for ax in (ax_x, ax_bw):
             ax.set_xticks(range(len(labels)))
             ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
