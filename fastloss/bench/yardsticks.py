@@ -13,7 +13,9 @@ must move (cases.Spec.bytes) per second, as a percentage of the copy yardstick's
 Both come from the benchmark-only extension fastloss.bench._yardsticks (source
 src/_yardsticks.pyx; baseline compiler flags, OpenMP threads).  When it is missing the
 yardsticks fall back to np.copyto / np.sum, single-threaded, and say so in their
-method string (and the run prints a note).
+method string (and the run prints a note).  The plain hand-written SIMD loop the
+kernels are compared with belongs to the C harness (benchmarks/kernel_bench.c), which
+times kernels without Python.
 
 Rows whose N x C data is at least COPY_BYTES / IN_ROW_YARDSTICK_DIVISOR (64 MiB by
 default: past the caches, bound by DRAM) also time the yardsticks inside their own
