@@ -1,7 +1,13 @@
-"""Build the compiled kernels: one Cython extension, fastloss._lib.kernels.
+"""Build the compiled code: two Cython extensions.
 
-Sources: src/kernels.pyx (OpenMP loops, Cython) and src/csrc/*.c (SIMD kernels,
-compiled once per instruction set and chosen at run time by dispatch.c).
+  fastloss._lib.kernels        the library.  Sources: src/kernels.pyx (OpenMP loops,
+                               Cython) and src/csrc/*.c (SIMD kernels, compiled once
+                               per instruction set and chosen at run time by dispatch.c).
+  fastloss.bench._yardsticks   benchmark only: the memory copy/read yardsticks of
+                               fastloss-bench (src/_yardsticks.pyx), with the same flags
+                               and OpenMP choice as the kernels' baseline build.  The
+                               library never imports it; without it the benchmark falls
+                               back to NumPy copies and says so.
 
 Flags and why:
   -O3                          vectorize the kernel loops
@@ -135,7 +141,8 @@ extensions = [
         libraries=["m"] if os.name == "posix" else [],
         depends=[os.path.join("src/csrc", f) for f in os.listdir("src/csrc") if f.endswith(".h")]
         + ["src/softmax.pxi", "src/cross_entropy.pxi", "src/elementwise.pxi", "src/fl_kernels.pxd"],
-    )
+    ),
+    Extension("fastloss.bench._yardsticks", sources=["src/_yardsticks.pyx"]),
 ]
 
 setup(

@@ -13,7 +13,7 @@
  *                    (no gradient, no per-row loss, want_loss = 1)
  *   ce_grad_inplace  cross_entropy_with_grad in place: grad == x, grad_scale0 = 1/rows
  * Yardsticks, timed in the same rounds:
- *   reference        the issue's plain AVX2+FMA loop (ref_f32 below): per row a max
+ *   reference        a plain hand-written AVX2+FMA loop (ref_f32 below): per row a max
  *                    pass, then exp(x - max) stored to the output and summed in
  *                    float64, 16 floats per iteration; float64 rows get the same loop
  *                    on doubles (8 per iteration, the kernels' degree-11 exp).

@@ -111,4 +111,3 @@ cdef extern from "fl_kernels.h" nogil:
     Py_ssize_t fl_long_row_bytes
     Py_ssize_t fl_long_row_default()
     int fl_output_is_fresh(const void *p, size_t nbytes)
-    double fl_sum_f64(const double *p, Py_ssize_t n) noexcept nogil

@@ -15,7 +15,6 @@ Design (see src/csrc/fl_kernels.h for the C side):
 cimport cython
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
 
 from libc.math cimport INFINITY
 
@@ -130,36 +129,6 @@ cdef inline void set_strides(Py_ssize_t *dst, Py_ssize_t[8] strides, Py_ssize_t 
     cdef int k
     for k in range(ndim):
         dst[k] = strides[k] // itemsize
-
-
-def stream_copy(char[::1] dst, const char[::1] src, int n_threads):
-    """Copy src into dst with n_threads threads (the benchmark's bandwidth yardstick)."""
-    cdef Py_ssize_t n = src.shape[0], begin, end
-    cdef int t, nt = threads_for(n, n // 4, n_threads)
-    if n == 0:
-        return
-    with nogil:
-        for t in prange(nt, num_threads=nt, schedule='static'):
-            begin = n * t // nt
-            end = n * (t + 1) // nt
-            memcpy(&dst[begin], &src[begin], end - begin)
-
-
-def stream_read(const double[::1] src, int n_threads):
-    """Sum src with n_threads threads, reading it once (the read-bandwidth yardstick)."""
-    cdef Py_ssize_t n = src.shape[0], begin, end
-    cdef int t, nt = threads_for(n, n, n_threads)
-    cdef double partial[64]
-    if nt > 64:
-        nt = 64
-    if n == 0:
-        return 0.0
-    with nogil:
-        for t in prange(nt, num_threads=nt, schedule='static'):
-            begin = n * t // nt
-            end = n * (t + 1) // nt
-            partial[t] = fl_sum_f64(&src[begin], end - begin)
-    return sum([partial[t] for t in range(nt)])
 
 
 def output_is_fresh(const char[::1] buf):

@@ -1,6 +1,7 @@
 """Installation checks: what a user gets after `pip install`.
 
-* The compiled backend loaded (mandatory when FASTLOSS_REQUIRE_EXTENSION=1, as in CI).
+* The compiled backend loaded (mandatory when FASTLOSS_REQUIRE_EXTENSION=1, as in CI),
+  and the benchmark's command and yardstick extension are installed.
 * show_config() reports the OpenMP build and the SIMD level in use; with
   FASTLOSS_EXPECT_OPENMP=1 / 0 (set by CI per build) it must say yes / no.
 * An installed copy, not the source tree, is tested (FASTLOSS_TEST_INSTALLED=1), and
@@ -94,6 +95,17 @@ def test_installed_version_is_the_package_version():
         pytest.skip("set FASTLOSS_TEST_INSTALLED=1 to require an installed fastloss")
     from importlib.metadata import version
     assert version("fastloss") == fastloss.__version__
+
+
+def test_bench_yardsticks_are_installed():
+    """The benchmark's own extension (its bandwidth yardsticks) comes with the package,
+    built like the kernels: with OpenMP exactly when they have it."""
+    if not REQUIRE_EXTENSION:
+        pytest.skip("set FASTLOSS_REQUIRE_EXTENSION=1 to require the compiled extensions")
+    from fastloss.bench import _yardsticks
+
+    if EXPECT_OPENMP in ("0", "1"):
+        assert _yardsticks.OPENMP is (EXPECT_OPENMP == "1")
 
 
 def test_show_config_basics():

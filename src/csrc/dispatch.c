@@ -180,15 +180,3 @@ int fl_output_is_fresh(const void *p, size_t bytes)
     return 1;
 #endif
 }
-
-double fl_sum_f64(const double *p, ptrdiff_t n)
-{
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};   /* independent chains: not latency-bound */
-    ptrdiff_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += p[i + k];
-    double s = 0.0;
-    for (; i < n; i++) s += p[i];
-    for (int k = 0; k < 8; k++) s += acc[k];
-    return s;
-}

@@ -220,7 +220,4 @@ void *fl_thread_scratch(size_t bytes);
  * other systems, and below FL_STREAM_MIN_BYTES (never streamed: no need to ask). */
 int fl_output_is_fresh(const void *p, size_t bytes);
 
-/* Sum of n doubles (the benchmark's read-bandwidth yardstick). */
-double fl_sum_f64(const double *p, ptrdiff_t n);
-
 #endif /* FL_KERNELS_H */
