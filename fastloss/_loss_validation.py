@@ -15,7 +15,7 @@ import operator
 
 import numpy as np
 
-from fastloss._validation import as_float_array, check_reduction, normalize_axis
+from fastloss._validation import as_float_array, check_out, check_reduction, normalize_axis
 
 __all__ = [
     "check_class_axis",
@@ -34,6 +34,7 @@ __all__ = [
     "check_same_shape",
     "check_broadcastable",
     "common_float_dtype",
+    "check_logsumexp_args",
 ]
 
 
@@ -329,6 +330,41 @@ def check_nll_args(log_probs, target, axis, weight, ignore_index, reduction, lab
                            screen=label_screen)
     w = check_class_weight(weight, n_classes)
     return x, dtype, ax, t, w, ignore_index, reduction
+
+
+def _broadcast_weights(arr, b):
+    """``x`` and the weights ``b`` broadcast against each other (both may grow, as in
+    SciPy); ``b`` is checked like any weight and held in float64."""
+    if b is None:
+        return arr, None
+    bb, _ = as_float_array(b, "b")   # TypeError naming b for complex, object, ...
+    try:
+        shape = np.broadcast_shapes(arr.shape, bb.shape)
+    except ValueError:
+        raise ValueError(
+            f"b has shape {bb.shape}, which does not broadcast against x's shape {arr.shape}"
+        ) from None
+    return np.broadcast_to(arr, shape), np.broadcast_to(bb.astype(np.float64, copy=False), shape)
+
+
+def check_logsumexp_args(x, axis, b, keepdims, return_sign, out):
+    """Validate ``logsumexp`` arguments.
+
+    Returns ``(x, b, axes, out_shape, result_dtype)``: ``x`` in its computation dtype
+    and ``b`` (float64, or None), both broadcast to their common shape; ``axes`` sorted;
+    ``out_shape`` the shape of the result.  The result dtype is ``x``'s alone: ``b`` is
+    a weight, as in the losses (SciPy would promote the two).
+    """
+    arr, res_dtype = as_float_array(x, "x")
+    arr, bb = _broadcast_weights(arr, b)
+    axes = normalize_axis(axis, arr.ndim)
+    keepdims = check_bool(keepdims, "keepdims")
+    check_bool(return_sign, "return_sign")
+    kept_shape = tuple(1 if i in axes else n for i, n in enumerate(arr.shape))
+    shape = kept_shape if keepdims else tuple(n for i, n in enumerate(arr.shape) if i not in axes)
+    if out is not None:
+        check_out(out, shape, res_dtype)
+    return arr, bb, axes, shape, res_dtype
 
 
 def check_multi_margin_args(input, target, p, margin, weight, reduction, axis):

@@ -7,7 +7,7 @@ views to the compiled kernel, or -- with the numpy backend -- calls its twin in
 """
 from __future__ import annotations
 
-from typing import SupportsIndex
+from typing import Literal, SupportsIndex, overload
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from fastloss import _runtime
 from fastloss import fallback as _fallback
 from fastloss._dispatch import with_fallback
 from fastloss._layout import class_axis_layout, kernel_ready, lanes_first, output_view
-from fastloss._loss_validation import check_bool
+from fastloss._loss_validation import check_logsumexp_args
 from fastloss._typing import ArrayLike, Axes, FloatArray, Loss
 from fastloss._validation import (
     as_float_array,
@@ -110,10 +110,28 @@ def log_softmax(x: ArrayLike, axis: Axes = -1, *,
     return _softmax_like(x, axis, out, True)
 
 
+@overload
+def logsumexp(x: ArrayLike, axis: Axes = ..., *, b: ArrayLike | None = ...,
+              keepdims: bool = ..., return_sign: Literal[False] = ...,
+              out: FloatArray | None = ...) -> Loss: ...
+@overload
+def logsumexp(x: ArrayLike, axis: Axes = ..., *, b: ArrayLike | None = ...,
+              keepdims: bool = ..., return_sign: Literal[True],
+              out: FloatArray | None = ...) -> tuple[Loss, Loss]: ...
+@overload
+def logsumexp(x: ArrayLike, axis: Axes = ..., *, b: ArrayLike | None = ...,
+              keepdims: bool = ..., return_sign: bool = ...,
+              out: FloatArray | None = ...) -> Loss | tuple[Loss, Loss]: ...
+
+
 @with_fallback(_fallback.logsumexp)
-def logsumexp(x: ArrayLike, axis: Axes = -1, *, keepdims: bool = False,
-              out: FloatArray | None = None) -> Loss:
-    """Stable ``log(sum(exp(x)))`` along ``axis``.
+def logsumexp(x: ArrayLike, axis: Axes = -1, *, b: ArrayLike | None = None,
+              keepdims: bool = False, return_sign: bool = False,
+              out: FloatArray | None = None) -> Loss | tuple[Loss, Loss]:
+    """Stable ``log(sum(b * exp(x)))`` along ``axis``.
+
+    ``b`` and ``return_sign`` mean what they mean in ``scipy.special.logsumexp``; the
+    default axis differs (SciPy reduces the whole array).
 
     Parameters
     ----------
@@ -121,35 +139,56 @@ def logsumexp(x: ArrayLike, axis: Axes = -1, *, keepdims: bool = False,
         Input data.
     axis : int, tuple of ints or None, optional
         Axis or axes to reduce (``None``: the whole array). Default -1.
+    b : array_like, optional
+        Weights of the terms ``exp(x)``, broadcast against ``x`` (either may grow, as in
+        SciPy; axes refer to the broadcast shape).  They may be negative; a zero weight
+        removes its term whatever ``x`` holds there, +inf and NaN included.  Default:
+        all ones.  The result dtype is that of ``x``: ``b`` does not promote it.
     keepdims : bool, optional
         Keep the reduced axes as axes of length 1.
+    return_sign : bool, optional
+        Also return the sign of the sum.  Without it a negative sum gives NaN.
     out : ndarray, optional
         A location into which the result is stored; it must have the shape of the
-        result and the result dtype of ``x``.
+        result and the result dtype of ``x``.  With ``return_sign`` it receives the
+        log-magnitude, and the sign is a new array.
 
     Returns
     -------
-    ndarray or scalar
-        The result in the dtype of ``x``; a NumPy scalar when it is 0-d.  An empty axis
-        gives -inf (the log of an empty sum); any +inf gives +inf; NaN gives NaN.
+    lse : ndarray or scalar
+        ``log|sum(b * exp(x))|``, in the dtype of ``x`` (float64 for integer input); a
+        NumPy scalar when it is 0-d.  An empty axis, or a sum that is exactly zero,
+        gives -inf (the log of 0); any +inf term gives +inf (NaN if +inf terms have
+        weights of both signs); NaN gives NaN.
+    sign : ndarray or scalar
+        Only with ``return_sign``: the sign of the sum, +1.0, -1.0, 0.0 (a zero or empty
+        sum) or NaN, of the shape and dtype of ``lse``.
 
     Raises
     ------
     TypeError
-        ``x`` of complex, object or other non-real data; an axis that is not an int; an
-        ``out`` that is not a NumPy array.
+        ``x`` or ``b`` of complex, object or other non-real data; an axis that is not an
+        int; ``keepdims`` or ``return_sign`` not a bool; an ``out`` that is not a NumPy
+        array.
     ValueError
-        An axis out of range or repeated (``numpy.exceptions.AxisError``); an ``out`` of
-        the wrong shape or dtype, or read-only.
+        ``b`` that does not broadcast against ``x``; an axis out of range or repeated
+        (``numpy.exceptions.AxisError``); an ``out`` of the wrong shape or dtype, or
+        read-only.
+
+    Notes
+    -----
+    The largest term is taken out of the sum, ``log(s) = m + log(w) + log1p(r / w)``
+    with ``w`` the weight of the terms at the maximum ``m`` and ``r`` the rest, so that
+    terms far below the maximum are not lost to rounding.  The compiled kernels compute
+    the unweighted ``logsumexp``; calls with ``b`` or ``return_sign`` run the NumPy
+    implementation in ``fastloss.fallback``.
     """
-    arr, result_dtype = as_float_array(x, "x")
-    axes = normalize_axis(axis, arr.ndim)
-    keepdims = check_bool(keepdims, "keepdims")
-    kept_shape = tuple(1 if a in axes else n for a, n in enumerate(arr.shape))
-    reduced_shape = tuple(n for a, n in enumerate(arr.shape) if a not in axes)
-    out_shape = kept_shape if keepdims else reduced_shape
-    if out is not None:
-        check_out(out, out_shape, result_dtype)
+    arr, bb, axes, out_shape, result_dtype = check_logsumexp_args(
+        x, axis, b, keepdims, return_sign, out)
+    if bb is not None or return_sign:
+        # Odd inputs the kernels do not cover are routed to the twin.
+        return _fallback.logsumexp(x, axis, b=b, keepdims=keepdims, return_sign=return_sign,
+                                   out=out)
     work, ax, _ = class_axis_layout(arr, axes)
     x3 = kernel_ready(class_axis_view(work, ax))
     result = np.empty((x3.shape[0], x3.shape[2]), dtype=arr.dtype)

@@ -108,6 +108,7 @@ BAD_SCALARS = {
     "negative_slope": [(np.nan, ValueError), ("0.01", TypeError)],
     "log_target": [("yes", TypeError), (1, TypeError)],
     "keepdims": [("yes", TypeError)],
+    "return_sign": [("yes", TypeError), (1, TypeError)],
 }
 
 # Array-valued options: the wrong length (ValueError) and complex values (TypeError).
@@ -115,6 +116,7 @@ ARRAY_OPTIONS = {
     "weight": lambda a: a[:-1],
     "sample_weight": lambda a: a[:-1],
     "pos_weight": lambda a: np.ones(C + 1),
+    "b": lambda a: a[:-1],          # logsumexp's weights: (C - 1,) does not broadcast
 }
 
 

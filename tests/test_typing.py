@@ -30,6 +30,8 @@ GOOD = """
         logits, labels, reduction="sum", label_smoothing=0.1, out=grad_buf)
     per_row = fastloss.cross_entropy(logits, labels, reduction="none", weight=[1.0] * 5)
     total = float(loss) + float(np.sum(per_row))
+    lse, sign = fastloss.logsumexp(logits, b=np.ones(5), return_sign=True)
+    total += float(np.sum(sign * np.exp(lse)))
     grad -= 0.1 * grad
     fastloss.set_backend("numpy")
     n: int = fastloss.get_num_threads()
