@@ -38,6 +38,8 @@ from fastloss._cross_entropy import (  # noqa: E402
     nll_loss,
     nll_loss_with_grad,
 )
+from fastloss._linear_cross_entropy import linear_cross_entropy  # noqa: E402
+from fastloss._typing import LinearCrossEntropyResult  # noqa: E402
 from fastloss._activations import (  # noqa: E402
     leaky_relu,
     leaky_relu_backward,
@@ -88,6 +90,7 @@ __all__ = [
     "kl_div",
     "kl_div_with_grad",
     "leaky_relu",
+    "linear_cross_entropy",
     "leaky_relu_backward",
     "log_softmax",
     "log_softmax_backward",

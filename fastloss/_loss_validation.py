@@ -35,6 +35,8 @@ __all__ = [
     "check_broadcastable",
     "common_float_dtype",
     "check_logsumexp_args",
+    "check_linear_cross_entropy_args",
+    "LINEAR_CE_EXTRAS",
 ]
 
 
@@ -380,3 +382,100 @@ def check_multi_margin_args(input, target, p, margin, weight, reduction, axis):
     t = check_index_target(target, x.shape[:ax] + x.shape[ax + 1:], n_classes)
     w = check_class_weight(weight, n_classes)
     return x, dtype, ax, t, w, p, margin, reduction
+
+
+LINEAR_CE_EXTRAS = ("loss_per_row", "logsumexp", "argmax", "accuracy", "entropy")
+
+
+def _check_extras(extras, name="extras"):
+    """``extras`` as a tuple of known names (a bare string is a mistake, not a name)."""
+    if isinstance(extras, str) or not isinstance(extras, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple of names among {LINEAR_CE_EXTRAS}; "
+                        f"got {extras!r}")
+    for item in extras:
+        if item not in LINEAR_CE_EXTRAS:
+            raise ValueError(f"{name}: unknown name {item!r}; choose among {LINEAR_CE_EXTRAS}")
+    return tuple(dict.fromkeys(extras))
+
+
+def _check_chunk_size(chunk_size, name="chunk_size"):
+    """``"auto"`` or a positive int of rows."""
+    if isinstance(chunk_size, str):
+        if chunk_size != "auto":
+            raise ValueError(f"{name} must be 'auto' or a positive int; got {chunk_size!r}")
+        return None
+    if isinstance(chunk_size, (bool, np.bool_)):
+        raise TypeError(f"{name} must be 'auto' or a positive int; got {chunk_size!r}")
+    try:
+        rows = operator.index(chunk_size)
+    except TypeError:
+        raise TypeError(f"{name} must be 'auto' or a positive int; got {chunk_size!r}") from None
+    if rows < 1:
+        raise ValueError(f"{name} must be 'auto' or a positive int; got {rows}")
+    return rows
+
+
+def check_linear_cross_entropy_args(hidden, weight, target, bias, class_weight, sample_weight,
+                                    ignore_index, label_smoothing, reduction, softcap,
+                                    logit_scale, z_loss, normalize_by, chunk_size,
+                                    return_grad, extras, label_screen=None):
+    """Validate linear_cross_entropy arguments (``label_screen``: see ``check_index_values``).
+
+    Returns a dict: ``h`` (hidden as ``(N, H)`` in the computation dtype), ``w``
+    (``(V, H)``), ``b`` (``(V,)`` or None), ``dtype`` (the result dtype), ``row_shape``
+    (hidden's shape without its last axis), ``target`` (intp, ``(N,)``), ``class_weight``
+    and ``sample_weight`` (float64 or None, the latter ``(N,)``), and the scalar options
+    checked (``softcap``/``normalize_by`` None or a float, ``chunk_size`` None for
+    "auto", ``extras`` a tuple).
+    """
+    h, h_dtype = as_float_array(hidden, "hidden")
+    w, w_dtype = as_float_array(weight, "weight")
+    if h.ndim < 1:
+        raise ValueError("hidden must have shape (..., H) (at least one dimension); got a 0-d array")
+    if w.ndim != 2 or w.shape[1] != h.shape[-1]:
+        raise ValueError(f"weight must have shape (V, {h.shape[-1]}) (out_features, the "
+                         f"hidden size of hidden's last axis); got shape {w.shape}")
+    if h.dtype != w.dtype or h_dtype != w_dtype:
+        raise TypeError(f"hidden has dtype {h_dtype} but weight has dtype {w_dtype}; "
+                        "they must match (cast one of them)")
+    n_classes = w.shape[0]
+    b = None
+    if bias is not None:
+        b, _ = as_float_array(bias, "bias")
+        if b.shape != (n_classes,):
+            raise ValueError(f"bias must have shape ({n_classes},) (one value per class, "
+                             f"weight's first axis); got shape {b.shape}")
+        b = b.astype(h.dtype, copy=False)
+    reduction = check_reduction(reduction)
+    eps = check_label_smoothing(label_smoothing)
+    ignore_index = check_ignore_index(ignore_index)
+    row_shape = h.shape[:-1]
+    t = check_index_target(target, row_shape, n_classes, ignore_index, screen=label_screen)
+    cw = check_class_weight(class_weight, n_classes, name="class_weight")
+    sw = check_sample_weight(sample_weight, row_shape)
+    if softcap is not None:
+        softcap = check_real(softcap, "softcap", low=0.0, low_open=True)
+        if math.isinf(softcap):
+            raise ValueError("softcap must be finite (None turns it off); got inf")
+    logit_scale = check_real(logit_scale, "logit_scale")
+    if math.isinf(logit_scale):
+        raise ValueError(f"logit_scale must be finite; got {logit_scale}")
+    z_loss = check_real(z_loss, "z_loss", low=0.0)
+    if math.isinf(z_loss):
+        raise ValueError("z_loss must be finite; got inf")
+    if normalize_by is not None:
+        normalize_by = check_real(normalize_by, "normalize_by", low=0.0, low_open=True)
+        if reduction != "mean":
+            raise ValueError(f"normalize_by replaces the 'mean' divisor: it needs "
+                             f"reduction='mean'; got reduction={reduction!r}")
+    chunk_rows = _check_chunk_size(chunk_size)
+    return_grad = check_bool(return_grad, "return_grad")
+    extras = _check_extras(extras)
+    n_rows = math.prod(row_shape)
+    return dict(h=h.reshape(n_rows, h.shape[-1]), w=w, b=b, dtype=h_dtype, row_shape=row_shape,
+                target=t.reshape(n_rows), class_weight=cw,
+                sample_weight=None if sw is None else sw.reshape(n_rows),
+                ignore_index=ignore_index, label_smoothing=eps, reduction=reduction,
+                softcap=softcap, logit_scale=logit_scale, z_loss=z_loss,
+                normalize_by=normalize_by, chunk_rows=chunk_rows, return_grad=return_grad,
+                extras=extras)

@@ -6,7 +6,7 @@ floating arrays.  A loss is a NumPy floating scalar (``"mean"``, ``"sum"``) or a
 """
 from __future__ import annotations
 
-from typing import Any, Literal, SupportsIndex, Union
+from typing import Any, Literal, NamedTuple, Optional, SupportsIndex, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -17,6 +17,8 @@ __all__ = [
     "Backend",
     "FloatArray",
     "KLReduction",
+    "LinearCrossEntropyResult",
+    "LinearCEExtra",
     "Loss",
     "LossAndGrad",
     "Reduction",
@@ -29,3 +31,20 @@ Axes = Union[SupportsIndex, tuple[SupportsIndex, ...], None]
 Reduction = Literal["mean", "sum", "none"]
 KLReduction = Literal["mean", "sum", "none", "batchmean"]
 Backend = Literal["cython", "numpy"]
+LinearCEExtra = Literal["loss_per_row", "logsumexp", "argmax", "accuracy", "entropy"]
+
+
+class LinearCrossEntropyResult(NamedTuple):
+    """What ``linear_cross_entropy`` returns, always this one type whatever the flags.
+
+    ``loss`` as ``cross_entropy`` returns it; the gradients with respect to ``hidden``
+    (its shape), ``weight`` (``(V, H)``) and ``bias`` (``(V,)``), each ``None`` when not
+    asked for (``return_grad=False``, or no bias); ``extras``: the requested by-products
+    by name (an empty dict when none were asked for).
+    """
+
+    loss: Loss
+    grad_hidden: Optional[FloatArray]
+    grad_weight: Optional[FloatArray]
+    grad_bias: Optional[FloatArray]
+    extras: dict[str, Any]

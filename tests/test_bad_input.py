@@ -32,6 +32,7 @@ class Call:
     options: dict = field(default_factory=dict)
     out_shape: tuple = None
     index_target: bool = False    # ``target`` holds class indices into axis -1
+    bad_shapes: dict = field(default_factory=dict)   # arg -> a wrong shape (default a[:-1])
 
     def run(self, name, arrays=None, **options):
         arrays = dict(self.arrays, **(arrays or {}))
@@ -39,6 +40,10 @@ class Call:
 
 
 _CE_OPTIONS = dict(weight=np.ones(C), sample_weight=np.ones(N), label_smoothing=0.1)
+HIDDEN, LINEAR_W = _rng.standard_normal((N, 3)), _rng.standard_normal((C, 3))
+_LCE_OPTIONS = dict(bias=np.ones(C), class_weight=np.ones(C), sample_weight=np.ones(N),
+                    label_smoothing=0.1, softcap=30.0, z_loss=1e-4, chunk_size=2,
+                    extras=("accuracy",))
 
 CALLS = {
     "softmax": Call({"x": X}, out_shape=(N, C)),
@@ -51,6 +56,11 @@ CALLS = {
                                     out_shape=(N, C), index_target=True),
     "cross_entropy_backward": Call({"logits": X, "target": LABELS}, _CE_OPTIONS,
                                    out_shape=(N, C), index_target=True),
+    # weight[:-1] drops a class (still a valid layer): its bad shape is a hidden size
+    # that does not match hidden's.
+    "linear_cross_entropy": Call({"hidden": HIDDEN, "weight": LINEAR_W, "target": LABELS},
+                                 _LCE_OPTIONS, index_target=True,
+                                 bad_shapes={"weight": lambda a: a[:, :-1]}),
     "nll_loss": Call({"log_probs": LOG_PROBS, "target": LABELS}, {"weight": np.ones(C)},
                      index_target=True),
     "nll_loss_with_grad": Call({"log_probs": LOG_PROBS, "target": LABELS},
@@ -109,6 +119,15 @@ BAD_SCALARS = {
     "log_target": [("yes", TypeError), (1, TypeError)],
     "keepdims": [("yes", TypeError)],
     "return_sign": [("yes", TypeError), (1, TypeError)],
+    "softcap": [(0.0, ValueError), (-1.0, ValueError), (np.inf, ValueError),
+                ("30", TypeError)],
+    "logit_scale": [(np.nan, ValueError), (np.inf, ValueError), ("1", TypeError)],
+    "z_loss": [(-1e-4, ValueError), (np.nan, ValueError), ("0", TypeError)],
+    "normalize_by": [(0.0, ValueError), (np.nan, ValueError), ("8", TypeError)],
+    "chunk_size": [(0, ValueError), ("big", ValueError), (2.5, TypeError),
+                   (True, TypeError)],
+    "return_grad": [("yes", TypeError), (1, TypeError)],
+    "extras": [(("accuracy", "recall"), ValueError), ("accuracy", TypeError)],
 }
 
 # Array-valued options: the wrong length (ValueError) and complex values (TypeError).
@@ -117,6 +136,8 @@ ARRAY_OPTIONS = {
     "sample_weight": lambda a: a[:-1],
     "pos_weight": lambda a: np.ones(C + 1),
     "b": lambda a: a[:-1],          # logsumexp's weights: (C - 1,) does not broadcast
+    "bias": lambda a: a[:-1],
+    "class_weight": lambda a: a[:-1],
 }
 
 
@@ -131,7 +152,8 @@ def _faults():
                               ("string", value.astype(str))):
                 yield name, f"{arg}-{kind}", {"arrays": {arg: bad}}, TypeError, arg
             if i > 0 and not (call.index_target and arg == "target"):
-                yield (name, f"{arg}-shape", {"arrays": {arg: value[:-1]}}, ValueError, arg)
+                bad = call.bad_shapes.get(arg, lambda a: a[:-1])(value)
+                yield (name, f"{arg}-shape", {"arrays": {arg: bad}}, ValueError, arg)
         if call.index_target:
             for label, position in ((C, 3), (-2, 1), (10**12, 4)):
                 bad = LABELS.copy()
@@ -148,7 +170,7 @@ def _faults():
                 for value, exc in values:
                     yield name, f"{option}={value!r}", {option: value}, exc, option
         for option, make_bad in ARRAY_OPTIONS.items():
-            if option in params:
+            if option in params and option not in call.arrays:
                 good = call.options.get(option, np.ones(N if option == "sample_weight" else C))
                 yield name, f"{option}-length", {option: make_bad(good)}, ValueError, option
                 yield (name, f"{option}-complex", {option: good.astype(complex)}, TypeError,
@@ -222,13 +244,15 @@ def test_bad_input_raises_names_it_and_writes_nothing(backend, name, fault, over
 @pytest.mark.parametrize("name", sorted(n for n, c in CALLS.items() if c.index_target))
 def test_bad_label_in_nd_target_names_its_index_tuple(backend, name):
     call = CALLS[name]
-    first = next(iter(call.arrays))
-    x = np.repeat(call.arrays[first][None], 2, axis=0)          # (2, N, C)
+    arrays = dict(call.arrays)
+    first = next(iter(arrays))
+    arrays[first] = np.repeat(arrays[first][None], 2, axis=0)   # (2, N, C)
     target = np.repeat(LABELS[None], 2, axis=0)
     target[1, 3] = C + 5
+    arrays["target"] = target
     options = {k: v for k, v in call.options.items() if k != "sample_weight"}
     with pytest.raises(IndexError, match=rf"{C + 5}.*\(1, 3\)"):
-        getattr(fastloss, name)(x, target, **options)
+        getattr(fastloss, name)(*arrays.values(), **options)
 
 
 @pytest.mark.parametrize("name", ["cross_entropy_with_grad", "cross_entropy_backward"])

@@ -33,6 +33,12 @@ GOOD = """
     lse, sign = fastloss.logsumexp(logits, b=np.ones(5), return_sign=True)
     total += float(np.sum(sign * np.exp(lse)))
     grad -= 0.1 * grad
+    w_out = np.ones((5, 5), np.float32)
+    res = fastloss.linear_cross_entropy(logits, w_out, labels, softcap=30.0,
+                                        chunk_size="auto", extras=("accuracy", "argmax"))
+    total += float(np.sum(res.loss)) + float(res.extras["accuracy"])
+    if res.grad_weight is not None:
+        w_out -= 0.1 * res.grad_weight
     fastloss.set_backend("numpy")
     n: int = fastloss.get_num_threads()
 """
@@ -47,6 +53,8 @@ BAD = """
     fastloss.cross_entropy(x, [0, 1], reduction="average")  # error
     fastloss.softmax(x, dim=-1)  # error
     fastloss.set_backend("torch")  # error
+    fastloss.linear_cross_entropy(x, x, [0, 1], extras=("recall",))  # error
+    fastloss.linear_cross_entropy(x, x, [0, 1], chunk_size="big")  # error
 """
 BAD_LINES = {i for i, line in enumerate(textwrap.dedent(BAD).lstrip("\n").splitlines(), 1)
              if line.endswith("# error")}

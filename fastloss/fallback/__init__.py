@@ -25,6 +25,7 @@ from fastloss.fallback.cross_entropy import (
     nll_loss,
     nll_loss_with_grad,
 )
+from fastloss.fallback.linear_cross_entropy import linear_cross_entropy
 from fastloss.fallback.losses import (
     binary_cross_entropy,
     binary_cross_entropy_with_grad,
@@ -62,6 +63,7 @@ __all__ = [
     "cross_entropy_with_grad",
     "nll_loss",
     "nll_loss_with_grad",
+    "linear_cross_entropy",
     # other losses
     "binary_cross_entropy",
     "binary_cross_entropy_with_grad",
