@@ -9,8 +9,9 @@ have NaN exactly where it has NaN, and agree on infinities. A crash, a hang or a
 exception where the other backend returns is a failure too.
 
 Budget: ``FASTLOSS_FUZZ_EXAMPLES`` examples per test (default 20, so the normal suite
-stays fast; the CI stage ``fuzz`` runs a few thousand in all). A failure prints the
-``@reproduce_failure`` blob that replays it.
+stays fast; the CI stage ``fuzz`` runs a few thousand in all). The draws are fixed
+unless ``FASTLOSS_FUZZ_RANDOM=1``; a failure prints the ``@reproduce_failure`` blob
+that replays it.
 """
 import os
 
@@ -26,7 +27,12 @@ pytestmark = pytest.mark.skipif(not fastloss.available_simd_levels(),
                                 reason="compiled extension not available")
 
 EXAMPLES = int(os.environ.get("FASTLOSS_FUZZ_EXAMPLES", "20"))
+# Derandomized by default: CI draws the same examples on every run of the same code,
+# so a red run is a change's fault, not the dice's. FASTLOSS_FUZZ_RANDOM=1 explores
+# new examples (and a failure prints its @reproduce_failure blob).
+RANDOM = os.environ.get("FASTLOSS_FUZZ_RANDOM") == "1"
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
+                derandomize=not RANDOM,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 DTYPES = [np.float32, np.float64]
@@ -306,7 +312,9 @@ def test_activations(data, dtype, where, name, backward):
     args = (x,)
     fname = name
     if backward:
-        grad = data.draw(values(shape, dtype))
+        # Finite upstream gradients: grad * sigmoid(x) meets 0 * inf in float32 where
+        # the float64 reference's sigmoid has not underflowed.
+        grad = data.draw(values(shape, dtype, specials="no-overflow"))
         second = x
         if name in ("sigmoid", "tanh"):
             second = getattr(fallback, name)(np.asarray(x))

@@ -133,8 +133,15 @@ def _cross_entropy(pb, grad_output=None, out=None):
     work = work_buffer(out, x.dtype, x.shape) if want_grad else np.empty(x.shape, x.dtype)
     sw = 1.0 if pb.sample_weight is None else pb.keep(pb.sample_weight)
     with np.errstate(all="ignore"):
-        np.subtract(x, np.max(x, axis=ax, keepdims=True, initial=-np.inf), out=work)
+        m = np.max(x, axis=ax, keepdims=True, initial=-np.inf)
+        # The loss reads the shifted logits in float64 (taken before `work`, which may
+        # be the logits, is written): in float32, x - m overflows for logits of both
+        # signs near the float max, where the loss itself may still fit.
+        d_loss = None if x.dtype == np.float64 else np.subtract(x, m, dtype=np.float64)
+        np.subtract(x, m, out=work)
         d = work
+        if d_loss is None:
+            d_loss = d
         s = np.sum(np.exp(d), axis=ax, keepdims=True, dtype=np.float64)
         log_s = np.log(s)
 
@@ -143,17 +150,17 @@ def _cross_entropy(pb, grad_output=None, out=None):
             y = np.where(active, pb.keep(pb.target), 0)       # ignored rows read class 0
             w_y = np.ones(y.shape) if pb.weight is None else pb.weight[y]
             w_y = np.where(active, w_y, 0.0)                   # ignored rows weigh 0
-            d_y = _gather(d, y, ax).astype(np.float64)
+            d_y = _gather(d_loss, y, ax)
             rows = (1 - pb.eps) * w_y * (log_s - d_y)          # (1 - eps) w_y (-log p_y)
             total_w = n_classes if pb.weight is None else pb.weight.sum()
             if pb.eps:
                 # sum_c w_c (-log p_c) = W log s - sum_c w_c d_c.  A class of weight 0
                 # adds nothing, even where its logit is -inf (0 * inf would be NaN).
                 if pb.weight is None:
-                    wd = d
+                    wd = d_loss
                 else:
                     wb = pb.along_classes(pb.weight)
-                    wd = np.where(wb == 0, 0.0, d * wb)
+                    wd = np.where(wb == 0, 0.0, d_loss * wb)
                 smooth = total_w * log_s - np.sum(wd, axis=ax, keepdims=True, dtype=np.float64)
                 rows = rows + eps_c * smooth
             rows = np.where(active, rows, 0.0)  # 0 even where an ignored row holds NaN
@@ -165,7 +172,7 @@ def _cross_entropy(pb, grad_output=None, out=None):
             wq = q if pb.weight is None else q * pb.along_classes(pb.weight)
             # Convention 0 log 0 = 0: a class of target mass 0 adds nothing, even when
             # its logit is -inf (a masked class).
-            terms = np.where(wq == 0, 0.0, wq * (d - log_s))
+            terms = np.where(wq == 0, 0.0, wq * (d_loss - log_s))
             rows = -np.sum(terms, axis=ax, keepdims=True, dtype=np.float64)
             row_weight = np.broadcast_to(sw, rows.shape)
 

@@ -197,7 +197,10 @@ FL_FN(ploss_elem)(const int op, FL_T x, FL_T t, FL_T w, FL_T pw, double prm,
         FL_T lw = (FL_T)1 + pt - t;
         FL_T omt = (FL_T)1 - t;
         int neg = x < 0;
-        *l = (double)(w * (lw * sp + (neg ? -pt * x : omt * x)));
+        /* The linear term in double: pw t |x| overflows float near FLT_MAX where the
+         * reduced loss (summed in double) still fits. */
+        *l = (double)w * ((double)lw * (double)sp
+                          + (neg ? -(double)pt * (double)x : (double)omt * (double)x));
         *d = w * (neg ? lw * s - pt : omt - lw * s) * gsf;
         break;
     }
