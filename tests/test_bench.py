@@ -179,6 +179,15 @@ def test_without_all_outputs_each_function_times_its_reused_output(stand_ins, tm
                for s in data["skipped"])
 
 
+def test_default_peers_missing_compares_against_the_fallback(stand_ins, tmp_path, monkeypatch):
+    """A fresh `pip install ".[bench]"` has no PyTorch: the default run still has a peer."""
+    monkeypatch.setitem(sys.modules, "torch", None)      # import torch raises ImportError
+    out = tmp_path / "bench.json"
+    assert cli.main([*TINY, "--functions", "softmax", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert rows and all(r["best_peer"] == "fallback" for r in rows)
+
+
 def test_dram_sized_rows_time_the_yardsticks_in_their_round_robin(tmp_path, monkeypatch):
     # With a 1 MB yardstick, 512 x 256 float32 (512 KiB of data) counts as DRAM-sized
     # (at least 1/4 of the copy) and 64 x 10 does not.

@@ -36,7 +36,8 @@ PEER_NAMES = ("fallback", "scipy", "torch", "torch.compile", "jax", "sklearn")
 # The default run's peers: PyTorch eager is the reference a user compares against, and
 # the cheapest to run.  torch.compile's compiles (seconds each, per shape and thread
 # count), JAX's spinning thread pool and the single-threaded NumPy/SciPy calls would
-# each cost more than the rest of the run: --peers all (or --full) adds them.
+# each cost more than the rest of the run: --peers all (or --full) adds them. Where
+# PyTorch is not installed, the default run compares against the NumPy fallback.
 DEFAULT_PEERS = ("torch",)
 
 

@@ -127,6 +127,11 @@ def run(settings=None, progress=None, **kwargs):
     peers = Peers(settings.peers)
     for name, why in peers.missing.items():
         say(f"peer {name} not available ({why.splitlines()[0][:100]})")
+    if tuple(settings.peers) == DEFAULT_PEERS and not any(p in peers for p in DEFAULT_PEERS):
+        # A fresh `pip install ".[bench]"` has no PyTorch: the default run still compares,
+        # against fastloss's own NumPy fallback.
+        say("the default peers are not installed: comparing against the NumPy fallback")
+        peers = Peers(DEFAULT_PEERS + ("fallback",))
     simd = machine.simd_levels(settings.simd, peers)
     if (settings.simd and simd.get("torch")
             and simd["torch"].lower() != machine.ATEN_CPU_CAPABILITY[settings.simd]):
