@@ -109,7 +109,7 @@ def _count_labels(target, n_classes, ignore_index):
     return _runtime.kernels().count_labels(target.reshape(-1), n_classes, ignore_index)
 
 
-def _label_screen(target, n_classes, ignore_index):
+def label_screen(target, n_classes, ignore_index):
     """The label check's fast path (see check_index_values): True when count_labels
     finds every label in [0, n_classes) or equal to ignore_index.  For labels it does
     not read it returns False, and NumPy checks them."""
@@ -121,7 +121,7 @@ def _prepare(logits, target, axis, weight, sample_weight, ignore_index, reductio
              label_smoothing):
     return _Problem(*check_cross_entropy_args(logits, target, axis, weight, sample_weight,
                                               ignore_index, reduction, label_smoothing,
-                                              label_screen=_label_screen))
+                                              label_screen=label_screen))
 
 
 def _ratio(total, denominator):
@@ -361,7 +361,7 @@ def cross_entropy_with_grad(logits: ArrayLike, target: ArrayLike, *,
 
 def _nll(log_probs, target, axis, weight, ignore_index, reduction, want_grad):
     x, dtype, ax, t, w, ignore_index, reduction = check_nll_args(
-        log_probs, target, axis, weight, ignore_index, reduction, label_screen=_label_screen)
+        log_probs, target, axis, weight, ignore_index, reduction, label_screen=label_screen)
     pb = _Problem(x, dtype, ax, "index", t, w, None, ignore_index, reduction, 0.0)
     if not pb.kernel_covers():
         f = _fallback.nll_loss_with_grad if want_grad else _fallback.nll_loss

@@ -24,7 +24,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from fastloss import fallback as _fallback
-from fastloss._cross_entropy import _label_screen, cross_entropy, cross_entropy_with_grad
+from fastloss._cross_entropy import label_screen, cross_entropy, cross_entropy_with_grad
 from fastloss._dispatch import with_fallback
 from fastloss._loss_validation import check_linear_cross_entropy_args, intp_ignore_index
 from fastloss._softmax import logsumexp
@@ -340,7 +340,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     a = check_linear_cross_entropy_args(
         hidden, weight, target, bias, class_weight, sample_weight, ignore_index,
         label_smoothing, reduction, softcap, logit_scale, z_loss, normalize_by, chunk_size,
-        return_grad, extras, label_screen=_label_screen)
+        return_grad, extras, label_screen=label_screen)
     if a["h"].shape[0] == 0 or a["w"].shape[0] == 0:
         return _fallback.linear_cross_entropy(
             hidden, weight, target, bias=bias, class_weight=class_weight,
