@@ -179,9 +179,9 @@ def logsumexp(x: ArrayLike, axis: Axes = -1, *, b: ArrayLike | None = None,
     -----
     The largest term is taken out of the sum, ``log(s) = m + log(w) + log1p(r / w)``
     with ``w`` the weight of the terms at the maximum ``m`` and ``r`` the rest, so that
-    terms far below the maximum are not lost to rounding.  The compiled kernels compute
-    the unweighted ``logsumexp``; calls with ``b`` or ``return_sign`` run the NumPy
-    implementation in ``fastloss.fallback``.
+    terms far below the maximum are not lost to rounding (the compiled kernels, which
+    compute the unweighted ``logsumexp``, do the same with ``w = 1``); calls with ``b``
+    or ``return_sign`` run the NumPy implementation in ``fastloss.fallback``.
     """
     arr, bb, axes, out_shape, result_dtype = check_logsumexp_args(
         x, axis, b, keepdims, return_sign, out)

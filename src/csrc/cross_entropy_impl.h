@@ -295,7 +295,9 @@ FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
                           : FL_FN(row_online_sum)(x, n, L->y, &xy, &m);
     double l = 0.0;
     if (a->want_loss) {
-        l = fl_ce_row_loss(a, L->wy, L->sw, n, FL_CE_PLAIN, log(s), xy - (double)m, 0.0, 0.0);
+        const double ls = grad ? FL_FN(online_log_sum)(s, g, n, &seg, m)
+                               : FL_FN(log_row_sum)(s, x, n, 1, m, 0);
+        l = fl_ce_row_loss(a, L->wy, L->sw, n, FL_CE_PLAIN, ls, xy - (double)m, 0.0, 0.0);
         if (loss_slot) *loss_slot = (FL_T)l;
     }
     if (grad) {
@@ -336,7 +338,10 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
                                         pf, mode, has_w, grad);
     double l = 0.0;
     if (a->want_loss) {
-        l = fl_ce_row_loss(a, L->wy, L->sw, n, mode, log(s), dy, swd, swq);
+        /* with a gradient, x may be g: the exponentials pass 2 stored there */
+        const double ls = grad ? FL_FN(log_row_sum)(s, g, n, gs, m, 1)
+                               : FL_FN(log_row_sum)(s, x, n, xs, m, 0);
+        l = fl_ce_row_loss(a, L->wy, L->sw, n, mode, ls, dy, swd, swq);
         if (loss_slot) *loss_slot = (FL_T)l;
     }
     if (grad)   /* pass 3 reads the exponentials pass 2 stored in g */
@@ -418,10 +423,14 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     }
     double total = 0.0;
     if (a->want_loss) {
-        double l[FL_COL_BLOCK];
+        double l[FL_COL_BLOCK], ls[FL_COL_BLOCK];
+        if (grad)   /* x may be g: the exponentials pass 2 stored there */
+            FL_FN(lanes_log_sum)(s, ls, len, g, gc, gi, n, m, 1);
+        else
+            FL_FN(lanes_log_sum)(s, ls, len, x, xc, xi, n, m, 0);
 #pragma omp simd reduction(+:total)
         for (ptrdiff_t i = 0; i < len; i++) {
-            const double li = fl_ce_row_loss(a, wy[i], sw[i], n, mode, fl_log(s[i]), dy[i],
+            const double li = fl_ce_row_loss(a, wy[i], sw[i], n, mode, ls[i], dy[i],
                                              swd[i], swq[i]);
             l[i] = act[i] ? li : 0.0;
             total += l[i];

@@ -189,6 +189,90 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
     return s;
 }
 
+/* ------------------------------------------------------------------ the log1p form */
+
+/* A log of a sum of exponentials keeps its small terms.  With m = max_j x_j, the max's
+ * own term exp(0) is exactly 1 and s = 1 + t: log(s) rounds away the part of t below
+ * half an ulp of 1 (logsumexp([0, -40]) would be 0, not 4.2e-18) and leaves t's last
+ * bits inexact while t is small.  So where s < 1 + log1p_below, t is summed again
+ * without the 1 and log s = log1p(t) (the log1p form).  Everywhere else log(s) is as
+ * accurate (its relative error at most 1.5 times that of s), and the check is one
+ * compare per row: rows of random logits never take the second sum; a row whose max
+ * class has probability above 1/2 (float64) or 1 - 2^-16 (float32) pays one more pass
+ * over the row, in cache.
+ *   float64: at t >= 1, log(s) >= log 2, so s's rounding costs at most 1.5x its own
+ *            relative error; below, the second sum.
+ *   float32: s is summed in double, so log(s) keeps t to 2^-53 / t relative: at
+ *            t >= 2^-16 that is far below float32's half ulp, even after the
+ *            rounding errors of a long row's sum. */
+#ifndef FL_LOG1P_BELOW
+#define FL_LOG1P_BELOW (sizeof(FL_T) == sizeof(float) ? 0x1p-16 : 1.0)
+#endif
+
+/* t = s - 1 with no 1 added in: sum_j v_j with v_j = exp(x_j - m) (stored == 0, x the
+ * row, m its max) or v_j = x_j (stored == 1: x holds the row's exponentials relative to
+ * its max), leaving out the terms equal to 1 and adding back all of them but one (the
+ * max's ties).  A term that rounded to 1 without being the max counts as one of them:
+ * the same value the row's sum s added.  Summed in blocks of FL_OTHERS_BLOCK, the
+ * blocks' sums compensated (Neumaier): t keeps a few ulps where a plain running sum of
+ * C similar terms drifts by about sqrt(C) ulps (1e-14 relative at C = 40000). */
+#ifndef FL_OTHERS_BLOCK
+#define FL_OTHERS_BLOCK 128
+#endif
+/* row_others_f32, row_others_f64 */
+static __attribute__((noinline)) double
+FL_FN(row_others)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, int stored)
+{
+    double t = 0.0, lost = 0.0, ones = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_OTHERS_BLOCK) {
+        const ptrdiff_t j1 = n - j0 < FL_OTHERS_BLOCK ? n : j0 + FL_OTHERS_BLOCK;
+        double b = 0.0;
+#pragma omp simd reduction(+:b, ones)
+        for (ptrdiff_t j = j0; j < j1; j++) {
+            const FL_T v = stored ? x[j * cs] : FL_EXPS(x[j * cs] - m);
+            const int one = v == (FL_T)1;
+            b += one ? 0.0 : (double)v;
+            ones += one ? 1.0 : 0.0;
+        }
+        const double u = t + b;
+        lost += fabs(t) >= fabs(b) ? (t - u) + b : (b - u) + t;
+        t = u;
+    }
+    return t + (lost + (ones - 1.0));
+}
+
+/* log s of a row with its sum s = sum_j exp(x_j - m), in the log1p form where s is near
+ * 1: x, cs, m, stored as in row_others.  A NaN s (a NaN in the row, no finite max)
+ * stays NaN. */
+/* log_row_sum_f32, log_row_sum_f64 */
+static inline __attribute__((always_inline)) double
+FL_FN(log_row_sum)(double s, const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, int stored)
+{
+    if (__builtin_expect(s - 1.0 < FL_LOG1P_BELOW, 0))
+        return log1p(FL_FN(row_others)(x, n, cs, m, stored));
+    return log(s);
+}
+
+/* ls_i = log s_i for `len` lanes side by side (element (c, i) of x at x[c * xc + i * xi],
+ * lane i's max m_i), the log1p form where s_i is near 1 (log_row_sum).  The logs are one
+ * vector loop; the lanes that need the second sum are found by another. */
+/* lanes_log_sum_f32, lanes_log_sum_f64 */
+static inline __attribute__((always_inline)) void
+FL_FN(lanes_log_sum)(const double *s, double *ls, ptrdiff_t len, const FL_T *x, ptrdiff_t xc,
+                     ptrdiff_t xi, ptrdiff_t n, const FL_T *m, int stored)
+{
+    int near_one = 0;
+#pragma omp simd reduction(|:near_one)
+    for (ptrdiff_t i = 0; i < len; i++) {
+        ls[i] = fl_log(s[i]);
+        near_one |= s[i] - 1.0 < FL_LOG1P_BELOW;
+    }
+    if (__builtin_expect(near_one, 0))
+        for (ptrdiff_t i = 0; i < len; i++)
+            if (s[i] - 1.0 < FL_LOG1P_BELOW)
+                ls[i] = log1p(FL_FN(row_others)(x + i * xi, n, xc, m[i], stored));
+}
+
 /* ------------------------------------------------------------------ rows read once */
 
 /* Long contiguous rows in the SIMD builds are read from memory once (an online
@@ -349,6 +433,26 @@ FL_FN(online_end)(const FL_FN(online_row) *st, FL_T *m_out)
     return st->m == -INFINITY || st->nan_skipped ? (double)NAN : st->s;
 }
 
+/* log s of a row read once with its exponentials stored to g (row_online_store, before
+ * any pending scaling): log_row_sum over its stretches.  Only the last stretch is
+ * relative to the final max m; the earlier ones hold elements below it, every one a
+ * term of t, brought to m by their stretch's factor. */
+/* online_log_sum_f32, online_log_sum_f64 */
+static inline __attribute__((always_inline)) double
+FL_FN(online_log_sum)(double s, const FL_T *g, ptrdiff_t n, const fl_online_segs *seg, FL_T m)
+{
+    if (__builtin_expect(!(s - 1.0 < FL_LOG1P_BELOW), 1))
+        return log(s);
+    const int last = seg->count - 1;
+    double t = FL_FN(row_others)(g + seg->start[last], n - seg->start[last], 1, m, 1);
+    for (int k = 0; k < last; k++) {
+        double sk = 0.0;
+        for (ptrdiff_t j = seg->start[k]; j < seg->start[k + 1]; j++) sk += (double)g[j];
+        t += exp(seg->m[k] - (double)m) * sk;
+    }
+    return log1p(t);
+}
+
 /* A row read once whose stored exponentials still wait for their factors: g_j *= f[k]
  * for the j of stretch k (seg), then g[fix_j] = fix_v (the cross-entropy gradient's
  * target entry; fix_j < 0: none).  In a pass of its own after the row's read, that
@@ -495,8 +599,9 @@ FL_FN(row_softmax_online)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode,
     if (log_mode) {   /* y = (x - m) - log s, x read again from L2 */
         /* the exponentials go to y when it is another row, only to fetch its lines for
          * writing while the arithmetic runs (see row_softmax) */
-        const FL_T ls = (FL_T)log(y != x ? FL_FN(row_online_store)(x, y, n, -1, NULL, &m, &seg, NULL)
-                                         : FL_FN(row_online_sum)(x, n, -1, NULL, &m));
+        const double s = y != x ? FL_FN(row_online_store)(x, y, n, -1, NULL, &m, &seg, NULL)
+                                : FL_FN(row_online_sum)(x, n, -1, NULL, &m);
+        const FL_T ls = (FL_T)FL_FN(log_row_sum)(s, x, n, 1, m, 0);
 #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++)
             y[j] = (x[j] - m) - ls;
@@ -530,7 +635,7 @@ FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t
          * misses hide behind the arithmetic, instead of stalling the light final pass. */
         const double s = (ys == 1 && y != x) ? FL_FN(row_exp_store)(x, n, cs, m, y, 1, pf)
                                              : FL_FN(row_sumexp)(x, n, cs, m, pf);
-        FL_T ls = (FL_T)log(s);
+        const FL_T ls = (FL_T)FL_FN(log_row_sum)(s, x, n, cs, m, 0);
 #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++)
             y[j * ys] = (x[j * cs] - m) - ls;
@@ -664,7 +769,7 @@ FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t 
         } else {
             p.seg.start[0] = 0;
             p.seg.count = 1;
-            p.k[0] = log_mode ? (FL_T)log(s) : (FL_T)(1.0 / s);
+            p.k[0] = log_mode ? (FL_T)FL_FN(log_row_sum)(s, xr, n, 1, m, 0) : (FL_T)(1.0 / s);
         }
         p.pos = 0;
         p.head = fl_head_to_line(p.y, sizeof(FL_T), n);
@@ -727,8 +832,10 @@ FL_FN(cols_softmax)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, FL_T *y, ptrdiff_
     /* one log (or reciprocal) per lane: vectorized, since with short rows (the tiles
      * path) there are as many lanes as elements / n, and libm's log is a scalar call */
     if (log_mode) {
+        double ls[FL_COL_BLOCK];
+        FL_FN(lanes_log_sum)(s, ls, len, x, xc, xi, n, m, 0);
 #pragma omp simd
-        for (ptrdiff_t i = 0; i < len; i++) t[i] = (FL_T)fl_log(s[i]);
+        for (ptrdiff_t i = 0; i < len; i++) t[i] = (FL_T)ls[i];
     } else {
 #pragma omp simd
         for (ptrdiff_t i = 0; i < len; i++) t[i] = (FL_T)(1.0 / s[i]);
@@ -766,8 +873,7 @@ FL_FN(cols_logsumexp)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, ptrdiff_t n, pt
         for (ptrdiff_t i = 0; i < len; i++) s[i] += (double)t[i];
     }
     double ls[FL_COL_BLOCK];
-#pragma omp simd
-    for (ptrdiff_t i = 0; i < len; i++) ls[i] = fl_log(s[i]);   /* vectorized (see cols_softmax) */
+    FL_FN(lanes_log_sum)(s, ls, len, x, xc, xi, n, m, 0);
     for (ptrdiff_t i = 0; i < len; i++) {
         FL_T r;
         if (m[i] == INFINITY || m[i] == -INFINITY)
@@ -907,7 +1013,7 @@ FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf)
         return FL_FN(row_has_nan)(x, n, cs) ? (FL_T)NAN : m;
     if (!once)
         s = FL_FN(row_sumexp)(x, n, cs, m, pf);
-    return (FL_T)((double)m + log(s));
+    return (FL_T)((double)m + FL_FN(log_row_sum)(s, x, n, cs, m, 0));
 }
 
 /* logsumexp_lanes_f32, logsumexp_lanes_f64 (fl_kernel_table .logsumexp_f32/_f64) */
