@@ -34,12 +34,14 @@ DLPACK_CPU = 1
 
 
 def array_family(value: Any) -> Optional[str]:
-    """``"torch"`` or ``"jax"`` for an array of those libraries, else None."""
+    """``"torch"``, ``"jax"`` or ``"dask"`` for an array of those libraries, else None."""
     module = type(value).__module__
     if module.startswith("torch"):
         return "torch"
     if module.startswith(("jax", "jaxlib")):
         return "jax"
+    if module.startswith("dask"):
+        return "dask"
     return None
 
 
