@@ -303,12 +303,13 @@ def _row_loss(name, opts):
     opts["axis"] = ax
     if opts.get("weight") is not None:
         opts["weight"] = np.asarray(opts["weight"])
-    probe = [np.zeros(tuple(x.shape[ax] if i == ax else 1 for i in range(x.ndim)), x.dtype),
-             np.zeros(tuple(1 for _ in row_shape), t.dtype)]
-    if soft:
-        probe[1] = np.full(probe[0].shape, 1.0 / max(x.shape[ax], 1), t.dtype)
-    probe += [np.ones(probe[1].shape[:len(row_shape)] if soft else probe[1].shape)] \
-        if sw is not None else []
+    # One row of the real class count: checks weight's length too.
+    one_row = tuple(x.shape[ax] if i == ax else 1 for i in range(x.ndim))
+    probe = [np.zeros(one_row, x.dtype),
+             np.full(one_row, 1.0 / max(x.shape[ax], 1), t.dtype) if soft
+             else np.zeros((1,) * len(row_shape), t.dtype)]
+    if sw is not None:
+        probe.append(np.ones((1,) * len(row_shape)))
     dtype = np.asarray(_apply(name.removesuffix("_with_grad"), names,
                               dict(opts, reduction=reduction), *probe)).dtype
     if len(x.chunks[ax]) > 1:
