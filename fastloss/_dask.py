@@ -9,7 +9,8 @@ compiled kernels and their numerics.
 * Elementwise functions: one task per block (``map_blocks``).
 * Row-wise functions with the class axis in one chunk: one task per block.  When the
   class axis is split across chunks, ``fastloss._dask_split`` tree-reduces the online
-  softmax state and a blockwise pass writes the outputs: no rechunk.
+  softmax state and a blockwise pass writes the outputs and gradients: no rechunk
+  (index targets without label smoothing; the rest needs the class axis in one chunk).
 * ``"mean"`` and ``"sum"``: each block gives the float64 sum of its weighted losses and,
   for a mean, the sum of its row weights (PyTorch's denominator); the two are summed
   over blocks and divided once -- never a mean of block means, which would weigh
@@ -350,11 +351,12 @@ def _row_loss(name, opts):
 
 def _split_row_loss(name, x, t, sw, ax, opts, reduction, dtype, soft):
     """Index targets, class axis split: ``(m - x_t) + log1p(r)`` from the reduced state
-    (cross-entropy) or ``-x_t`` (NLL), times the row weight."""
-    if soft or name.endswith("_with_grad") or opts.get("label_smoothing", 0.0):
+    (cross-entropy) or ``-x_t`` (NLL), times the row weight; the gradient blockwise
+    from the same state, the ``"mean"`` denominator reduced first."""
+    if soft or opts.get("label_smoothing", 0.0):
         raise NotImplementedError(
-            f"fastloss.{name} with class probabilities, label_smoothing or a gradient "
-            f"needs the class axis in one chunk: x.rechunk({{{ax}: -1}})")
+            f"fastloss.{name} with class probabilities or label_smoothing needs the "
+            f"class axis in one chunk: x.rechunk({{{ax}: -1}})")
     ignore_index = opts["ignore_index"]
     t1 = da.expand_dims(t, ax)
     picked = da.map_blocks(functools.partial(split.pick_target, axis=ax,
@@ -366,14 +368,23 @@ def _split_row_loss(name, x, t, sw, ax, opts, reduction, dtype, soft):
     weights = [t1] + ([da.expand_dims(sw, ax)] if sw is not None else [])
     row_w = da.map_blocks(functools.partial(_row_weight, ignore_index, opts.get("weight")),
                           *weights, dtype=np.float64, meta=_meta(x.ndim, np.float64))
-    if name == "cross_entropy":
-        loss = da.map_blocks(split.loss_from_state, _state(x, (ax,)), x_target, row_w,
+    state = _state(x, (ax,)) if name.startswith("cross_entropy") else None
+    if state is not None:
+        loss = da.map_blocks(split.loss_from_state, state, x_target, row_w,
                              dtype=np.float64, meta=_meta(x.ndim, np.float64))
     else:
         loss = da.map_blocks(split.nll_from_target, x_target, row_w,
                              dtype=np.float64, meta=_meta(x.ndim, np.float64))
     loss = loss.squeeze(axis=ax)
-    if reduction == "none":
-        return loss.astype(dtype)
     den = row_w.sum() if reduction == "mean" else None
-    return _scalar(loss.sum(), dtype, den)
+    result = loss.astype(dtype) if reduction == "none" else _scalar(loss.sum(), dtype, den)
+    if not name.endswith("_with_grad"):
+        return result
+    grad_w = row_w if den is None else row_w / den
+    if state is not None:
+        grad = da.map_blocks(functools.partial(split.ce_grad_from_state, axis=ax, dtype=dtype),
+                             x, state, t1, grad_w, dtype=dtype, meta=_meta(x.ndim, dtype))
+    else:
+        grad = da.map_blocks(functools.partial(split.nll_grad, axis=ax, dtype=dtype),
+                             x, t1, grad_w, dtype=dtype, meta=_meta(x.ndim, dtype))
+    return result, grad

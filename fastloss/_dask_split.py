@@ -12,14 +12,16 @@ are reduced in float64.
 Conventions at the edges: no term, or only ``-inf`` terms, is ``(-inf, 0)``; a
 ``+inf`` term is ``(+inf, 0)``; a NaN makes ``m`` NaN.  The blockwise passes then
 compute from ``x - m`` and ``log1p(r)``: ``log_softmax = (x - m) - log1p(r)``,
-``softmax = exp(x - m) / (1 + r)``, ``loss = (m - x_t) + log1p(r)``, no rechunk.
+``softmax = exp(x - m) / (1 + r)``, ``loss = (m - x_t) + log1p(r)`` and its gradient
+``softmax - onehot``, no rechunk.
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["STATE", "lse_state", "merge_states", "logsumexp_from_state", "softmax_from_state",
-           "log_softmax_from_state", "pick_target", "loss_from_state", "nll_from_target"]
+           "log_softmax_from_state", "pick_target", "loss_from_state", "nll_from_target",
+           "ce_grad_from_state", "nll_grad"]
 
 STATE = np.dtype([("m", np.float64), ("r", np.float64)])
 
@@ -127,3 +129,29 @@ def loss_from_state(state, x_target, row_weight):
 def nll_from_target(x_target, row_weight):
     """NLL rows ``-row_weight * x_t``, 0 where ``row_weight`` is."""
     return np.where(row_weight == 0, 0.0, -row_weight * x_target)
+
+
+def _is_target(x, target, axis, block_info):
+    """Where a block's class equals its row's target (``target``: length 1 on axis)."""
+    start = block_info[0]["array-location"][axis][0]
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    return target == (np.arange(start, start + x.shape[axis]).reshape(shape))
+
+
+def ce_grad_from_state(x, state, target, grad_weight, axis, dtype, block_info=None):
+    """A block of the cross-entropy gradient: ``(softmax - onehot) * grad_weight``,
+    with the row's loss weight (and the mean's ``1 / den``) in ``grad_weight``; 0 for
+    rows of weight 0 (ignore_index)."""
+    onehot = _is_target(x, target, axis, block_info)
+    with np.errstate(invalid="ignore"):
+        p = np.exp(x.astype(np.float64) - state["m"]) / (1.0 + state["r"])
+        grad = np.where(grad_weight == 0, 0.0, (p - onehot) * grad_weight)
+    return grad.astype(dtype, copy=False)
+
+
+def nll_grad(x, target, grad_weight, axis, dtype, block_info=None):
+    """A block of the NLL gradient: ``-grad_weight`` at the target class, else 0."""
+    onehot = _is_target(x, target, axis, block_info)
+    grad = np.where(onehot & (grad_weight != 0), -grad_weight, 0.0)
+    return np.broadcast_to(grad, x.shape).astype(dtype)
