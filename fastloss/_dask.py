@@ -85,22 +85,32 @@ def _apply(name, names, options, *blocks):
     return getattr(fastloss, name)(**dict(zip(names, blocks)), **options)
 
 
-def _block_sum(name, names, options, ndim, *blocks):
+def _computed(block):
+    """float16 data as the float32 the kernels compute it in, so that a block's sum and
+    its scaled gradient are rounded to float16 once, at the end (the contract's
+    float16 results)."""
+    return block.astype(np.float32) if block.dtype == np.float16 else block
+
+
+def _block_sum(name, names, options, ndim, first, *blocks):
     """The block's summed loss, as a float64 cell of ``ndim`` length-1 axes."""
-    total = _apply(name, names, dict(options, reduction="sum"), *blocks)
+    total = _apply(name, names, dict(options, reduction="sum"), _computed(first), *blocks)
     return np.full((1,) * ndim, float(total))
 
 
-def _fused_block(name, names, options, scaled, *blocks):
+def _fused_block(name, names, options, scaled, first, *blocks):
     """``(loss, grad)`` of a block; ``scaled``: the last block is the 0-d ``"mean"``
     denominator, and the gradient of the summed loss is divided by it."""
     if scaled:
         *blocks, den = blocks
-    loss, grad = _apply(name, names, options, *blocks)
+    loss, grad = _apply(name, names, options, _computed(first), *blocks)
     if scaled:
         with np.errstate(divide="ignore", invalid="ignore"):
             grad *= grad.dtype.type(np.float64(1.0) / np.float64(den))
-    return loss, grad
+    # A reduced loss stays in the computed dtype: the blocks' sums are added in float64.
+    if np.ndim(loss):
+        loss = loss.astype(first.dtype, copy=False)
+    return loss, grad.astype(first.dtype, copy=False)
 
 
 def _loss_cell(ndim, pair):

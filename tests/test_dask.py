@@ -146,6 +146,21 @@ def test_float32_keeps_its_dtype(client):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_float16_is_rounded_once(client, reduction):
+    """float16 blocks are computed in float32 and rounded to float16 at the end: a sum
+    of per-block float16 losses, or a gradient scaled in float16, would differ."""
+    x, target, _, _ = problem(10)
+    x16 = x.astype(np.float16)
+    lazy = da.from_array(x16, chunks=CHUNKINGS["unequal rows"])
+    loss, grad = dask.compute(*fastloss.cross_entropy_with_grad(lazy, target,
+                                                                reduction=reduction))
+    ref_loss, ref_grad = fastloss.cross_entropy_with_grad(x16, target, reduction=reduction)
+    assert loss.dtype == grad.dtype == np.float16
+    np.testing.assert_array_equal(loss, ref_loss)
+    np.testing.assert_array_equal(grad, ref_grad)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_elementwise_losses_and_activations(client, reduction):
     rng = np.random.default_rng(6)
     x, y = rng.standard_normal((30, 8)), rng.standard_normal((30, 8))
