@@ -1,6 +1,9 @@
 """PyTorch and JAX CPU arrays through DLPack (fastloss._interop): the input is viewed,
 not copied; the result is the caller's array type with the NumPy path's values; GPU
 arrays, tensors that require grad and JAX ``out=`` are refused with a TypeError."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -125,3 +128,14 @@ def test_jax_out_is_refused():
     x = jax.numpy.ones((2, 3))
     with pytest.raises(TypeError, match="immutable"):
         fastloss.softmax(np.ones((2, 3), np.float32), out=x)
+
+
+def test_fastloss_imports_no_array_library():
+    """torch, JAX and Dask are recognised by the module of an argument's type; fastloss
+    itself imports none of them, not even when it runs."""
+    code = ("import sys, numpy as np, fastloss\n"
+            "fastloss.cross_entropy(np.zeros((2, 3)), np.zeros(2, np.int64))\n"
+            "print(sorted(m for m in ('torch', 'jax', 'dask') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
