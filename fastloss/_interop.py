@@ -14,7 +14,8 @@ Refused with ``TypeError``, before anything is computed:
     silent detach would hand back a loss whose ``backward()`` fails far from here or
     trains nothing.  The message says to pass ``tensor.detach()`` and to use the
     ``*_with_grad`` functions for gradients;
-  * a JAX array as ``out=`` (JAX arrays are immutable).
+  * a JAX array as ``out=`` (JAX arrays are immutable);
+  * a dtype NumPy does not have (bfloat16).
 
 Neither torch nor JAX is imported here: an argument is recognised by the module of its
 type, and the library that made it is already in ``sys.modules``.
@@ -61,7 +62,12 @@ def _as_numpy(value, name, is_out):
             f"{name}.detach(), and use the *_with_grad functions for the gradient")
     if family == "jax" and is_out:
         raise TypeError("out cannot be a JAX array: JAX arrays are immutable")
-    return np.from_dlpack(value)
+    try:
+        return np.from_dlpack(value)
+    except (BufferError, RuntimeError, TypeError) as exc:
+        # NumPy has no bfloat16 (among others): the export fails, named here.
+        raise TypeError(f"{name}: a {family} array of dtype {value.dtype} has no NumPy "
+                        f"view ({exc}); convert it to float32 first") from exc
 
 
 def _back(result, family, originals):

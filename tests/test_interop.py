@@ -94,6 +94,11 @@ def test_torch_linear_cross_entropy_named_tuple():
     assert isinstance(result.grad_hidden, torch.Tensor) and result.grad_bias is None
 
 
+def test_a_dtype_numpy_lacks_is_a_type_error_naming_the_argument():
+    with pytest.raises(TypeError, match="x: a torch array of dtype torch.bfloat16"):
+        fastloss.softmax(torch.ones(2, 3, dtype=torch.bfloat16))
+
+
 class _OnGpu:
     """What a CUDA tensor or a JAX GPU array says through the DLPack protocol."""
     __module__ = "torch"
