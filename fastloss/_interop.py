@@ -35,13 +35,15 @@ DLPACK_CPU = 1
 
 
 def array_family(value: Any) -> Optional[str]:
-    """``"torch"``, ``"jax"`` or ``"dask"`` for an array of those libraries, else None."""
+    """``"torch"``, ``"jax"`` or ``"dask"`` for an array of those libraries (a Dask
+    array, not a Dask DataFrame), else None."""
     module = type(value).__module__
-    if module.startswith("torch"):
+    root = module.partition(".")[0]
+    if root == "torch":
         return "torch"
-    if module.startswith(("jax", "jaxlib")):
+    if root in ("jax", "jaxlib"):
         return "jax"
-    if module.startswith("dask"):
+    if module.startswith("dask.array"):
         return "dask"
     return None
 
