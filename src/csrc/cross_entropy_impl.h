@@ -182,12 +182,16 @@ fl_ce_target_grad(const fl_ce_args *a, double gc, double wy, ptrdiff_t n, double
 
 /* Pass 2 over one row: s = sum_j e_j with e_j = exp(x_j - m), e_j stored to g when
  * store, and the loss sums of `mode` into *swd, *swq.  c1 = 1 - eps and c0 = eps / n
- * (probability targets). */
+ * (probability targets).  With split >= 0 (index targets without label smoothing, a
+ * contiguous row whose target `split` is its max), the sum runs on both sides of the
+ * target and *t_out = s - 1 is formed without the target's own 1: the log1p form at no
+ * cost (see "the log1p form" in softmax_impl.h). */
 /* ce_row_sums_f32, ce_row_sums_f64 */
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
                    FL_T *g, ptrdiff_t gs, ptrdiff_t n, FL_T m,
                    const double *w, double c1, double c0, double *swd_out, double *swq_out,
+                   ptrdiff_t split, double *t_out,
                    const FL_T *pf, const int mode, const int has_w, const int store)
 {
     double s = 0.0, swd = 0.0, swq = 0.0;
@@ -200,7 +204,19 @@ FL_FN(ce_row_sums)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs,
             const ptrdiff_t len = n - j0 < FL_SUM_CHUNK ? n - j0 : FL_SUM_CHUNK;
             const FL_T *xc = x + j0;
             FL_T *ec = store ? g + j0 : chunk;
-            s += FL_FN(exp_shifted_sum)(xc, m, ec, len, pf ? pf + j0 : NULL);
+            const ptrdiff_t k = split - j0;
+            if (k >= 0 && k < len) {   /* the target's chunk: both sides, then its 1 */
+                s += FL_FN(exp_shifted_sum)(xc, m, ec, k, pf ? pf + j0 : NULL);
+                s += FL_FN(exp_shifted_sum)(xc + k + 1, m, ec + k + 1, len - k - 1,
+                                            pf ? pf + j0 + k + 1 : NULL);
+                ec[k] = (FL_T)1;
+            } else {
+                s += FL_FN(exp_shifted_sum)(xc, m, ec, len, pf ? pf + j0 : NULL);
+            }
+        }
+        if (split >= 0) {
+            *t_out = s;
+            s += 1.0;
         }
     } else if (mode == FL_CE_PLAIN) {
 #pragma omp simd reduction(+:s)
@@ -295,7 +311,9 @@ FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
                           : FL_FN(row_online_sum)(x, n, L->y, &xy, &m);
     double l = 0.0;
     if (a->want_loss) {
-        const double ls = grad ? FL_FN(online_log_sum)(s, g, n, &seg, m)
+        /* the log1p form only where the target is the max (see ce_row) */
+        const double ls = xy != (double)m ? log(s)
+                        : grad ? FL_FN(online_log_sum)(s, g, n, &seg, m)
                                : FL_FN(log_row_sum)(s, x, n, 1, m, 0);
         l = fl_ce_row_loss(a, L->wy, L->sw, n, FL_CE_PLAIN, ls, xy - (double)m, 0.0, 0.0);
         if (loss_slot) *loss_slot = (FL_T)l;
@@ -332,14 +350,21 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
     const FL_T m = FL_FN(row_max)(x, n, xs);
     /* d_y is read before pass 2, which may overwrite x (in place) */
     const double dy = mode == FL_CE_SOFT ? 0.0 : (double)x[L->y * xs] - (double)m;
-    double swd, swq;
+    /* The log1p form matters only where the loss can be small: a target that is its
+     * row's max (otherwise the loss is at least log 2), or probability targets. */
+    const int top = mode == FL_CE_SOFT || dy == 0.0;
+    const ptrdiff_t split = top && mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1)
+                            ? L->y : -1;
+    double swd, swq, t = 0.0;
     const double s = FL_FN(ce_row_sums)(x, xs, q, qs, g, gs, n, m, a->weight,
-                                        1.0 - eps, eps / (double)n, &swd, &swq,
+                                        1.0 - eps, eps / (double)n, &swd, &swq, split, &t,
                                         pf, mode, has_w, grad);
     double l = 0.0;
     if (a->want_loss) {
         /* with a gradient, x may be g: the exponentials pass 2 stored there */
-        const double ls = grad ? FL_FN(log_row_sum)(s, g, n, gs, m, 1)
+        const double ls = split >= 0 ? log1p(t)
+                        : !top ? log(s)
+                        : grad ? FL_FN(log_row_sum)(s, g, n, gs, m, 1)
                                : FL_FN(log_row_sum)(s, x, n, xs, m, 0);
         l = fl_ce_row_loss(a, L->wy, L->sw, n, mode, ls, dy, swd, swq);
         if (loss_slot) *loss_slot = (FL_T)l;
@@ -424,10 +449,11 @@ FL_FN(ce_cols)(const FL_T *x, ptrdiff_t xc, ptrdiff_t xi, const FL_T *q, ptrdiff
     double total = 0.0;
     if (a->want_loss) {
         double l[FL_COL_BLOCK], ls[FL_COL_BLOCK];
-        if (grad)   /* x may be g: the exponentials pass 2 stored there */
+        if (grad) {   /* x may be g: the exponentials pass 2 stored there */
             FL_FN(lanes_log_sum)(s, ls, len, g, gc, gi, n, m, 1);
-        else
+        } else {
             FL_FN(lanes_log_sum)(s, ls, len, x, xc, xi, n, m, 0);
+        }
 #pragma omp simd reduction(+:total)
         for (ptrdiff_t i = 0; i < len; i++) {
             const double li = fl_ce_row_loss(a, wy[i], sw[i], n, mode, ls[i], dy[i],

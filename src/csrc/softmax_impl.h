@@ -194,49 +194,76 @@ FL_FN(row_exp_store)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, FL_T *y, 
 /* A log of a sum of exponentials keeps its small terms.  With m = max_j x_j, the max's
  * own term exp(0) is exactly 1 and s = 1 + t: log(s) rounds away the part of t below
  * half an ulp of 1 (logsumexp([0, -40]) would be 0, not 4.2e-18) and leaves t's last
- * bits inexact while t is small.  So where s < 1 + log1p_below, t is summed again
+ * bits inexact while t is small.  So where s < 1 + FL_LOG1P_BELOW, t is summed again
  * without the 1 and log s = log1p(t) (the log1p form).  Everywhere else log(s) is as
- * accurate (its relative error at most 1.5 times that of s), and the check is one
- * compare per row: rows of random logits never take the second sum; a row whose max
- * class has probability above 1/2 (float64) or 1 - 2^-16 (float32) pays one more pass
- * over the row, in cache.
- *   float64: at t >= 1, log(s) >= log 2, so s's rounding costs at most 1.5x its own
- *            relative error; below, the second sum.
- *   float32: s is summed in double, so log(s) keeps t to 2^-53 / t relative: at
- *            t >= 2^-16 that is far below float32's half ulp, even after the
- *            rounding errors of a long row's sum. */
+ * accurate, and the check is one compare per row; a row that takes the second sum
+ * pays one more pass over the row, in cache (an exp pass, or a plain sum where the
+ * exponentials are stored).
+ *   float64: below 2^-2.  log(s) has an absolute error of a few ulps of 1 from s's
+ *            rounding, i.e. about 2^-52 / log(s) relative: at t >= 2^-2 that is within
+ *            1e-15 (the mpmath tests of tests/test_log1p_form.py put rows on both
+ *            sides).  Rows of 10 standard-normal logits take the second sum 1 time in
+ *            1000; rows whose max has a probability above 0.8, always.
+ *   float32: below 2^-16.  s is summed in double, so log(s) keeps t to about
+ *            2^-53 / t relative: at t >= 2^-16 far below float32's half ulp, even with
+ *            the rounding errors of a long row's sum.  Only rows whose max has a
+ *            probability above 1 - 2^-16 take the second sum. */
 #ifndef FL_LOG1P_BELOW
-#define FL_LOG1P_BELOW (sizeof(FL_T) == sizeof(float) ? 0x1p-16 : 1.0)
+#define FL_LOG1P_BELOW (sizeof(FL_T) == sizeof(float) ? 0x1p-16 : 0x1p-2)
 #endif
+/* The second sum runs in blocks of FL_OTHERS_BLOCK elements (an L1 chunk of
+ * exponentials), the blocks' sums compensated (Neumaier): t keeps a few ulps where a
+ * plain running sum of C similar terms drifts by about sqrt(C) ulps (1e-14 relative
+ * at C = 40000). */
+#ifndef FL_OTHERS_BLOCK
+#define FL_OTHERS_BLOCK 256
+#endif
+
+/* *t += b, the rounding error of the addition into *lost (Neumaier) */
+static inline __attribute__((always_inline)) void
+FL_FN(add_compensated)(double *t, double *lost, double b)
+{
+    const double u = *t + b;
+    *lost += fabs(*t) >= fabs(b) ? (*t - u) + b : (b - u) + *t;
+    *t = u;
+}
 
 /* t = s - 1 with no 1 added in: sum_j v_j with v_j = exp(x_j - m) (stored == 0, x the
  * row, m its max) or v_j = x_j (stored == 1: x holds the row's exponentials relative to
  * its max), leaving out the terms equal to 1 and adding back all of them but one (the
  * max's ties).  A term that rounded to 1 without being the max counts as one of them:
- * the same value the row's sum s added.  Summed in blocks of FL_OTHERS_BLOCK, the
- * blocks' sums compensated (Neumaier): t keeps a few ulps where a plain running sum of
- * C similar terms drifts by about sqrt(C) ulps (1e-14 relative at C = 40000). */
-#ifndef FL_OTHERS_BLOCK
-#define FL_OTHERS_BLOCK 128
-#endif
+ * the same value the row's sum s added.  Each block: the exponentials into an L1
+ * chunk (the SIMD builds' exp where the row is contiguous), the terms equal to 1
+ * taken out and counted, and the rest summed in double (sum_as_double): every loop
+ * at one element width, so each runs at its full vector width. */
 /* row_others_f32, row_others_f64 */
 static __attribute__((noinline)) double
 FL_FN(row_others)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, int stored)
 {
+    FL_T chunk[FL_OTHERS_BLOCK], rest[FL_OTHERS_BLOCK];
     double t = 0.0, lost = 0.0, ones = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_OTHERS_BLOCK) {
-        const ptrdiff_t j1 = n - j0 < FL_OTHERS_BLOCK ? n : j0 + FL_OTHERS_BLOCK;
-        double b = 0.0;
-#pragma omp simd reduction(+:b, ones)
-        for (ptrdiff_t j = j0; j < j1; j++) {
-            const FL_T v = stored ? x[j * cs] : FL_EXPS(x[j * cs] - m);
-            const int one = v == (FL_T)1;
-            b += one ? 0.0 : (double)v;
-            ones += one ? 1.0 : 0.0;
+        const ptrdiff_t len = n - j0 < FL_OTHERS_BLOCK ? n - j0 : FL_OTHERS_BLOCK;
+        const FL_T *v = chunk;
+        if (stored && cs == 1) {
+            v = x + j0;
+        } else if (stored) {
+            for (ptrdiff_t j = 0; j < len; j++) chunk[j] = x[(j0 + j) * cs];
+        } else if (cs == 1) {
+            FL_FN(exp_shifted_plain)(x + j0, m, chunk, len);
+        } else {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < len; j++) chunk[j] = FL_EXPS(x[(j0 + j) * cs] - m);
         }
-        const double u = t + b;
-        lost += fabs(t) >= fabs(b) ? (t - u) + b : (b - u) + t;
-        t = u;
+        FL_T block_ones = 0;   /* exact: at most FL_OTHERS_BLOCK */
+#pragma omp simd reduction(+:block_ones)
+        for (ptrdiff_t j = 0; j < len; j++) {
+            const int one = v[j] == (FL_T)1;
+            rest[j] = one ? (FL_T)0 : v[j];
+            block_ones += one ? (FL_T)1 : (FL_T)0;
+        }
+        ones += (double)block_ones;
+        FL_FN(add_compensated)(&t, &lost, FL_FN(sum_as_double)(rest, len));
     }
     return t + (lost + (ones - 1.0));
 }
@@ -251,26 +278,6 @@ FL_FN(log_row_sum)(double s, const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, i
     if (__builtin_expect(s - 1.0 < FL_LOG1P_BELOW, 0))
         return log1p(FL_FN(row_others)(x, n, cs, m, stored));
     return log(s);
-}
-
-/* ls_i = log s_i for `len` lanes side by side (element (c, i) of x at x[c * xc + i * xi],
- * lane i's max m_i), the log1p form where s_i is near 1 (log_row_sum).  The logs are one
- * vector loop; the lanes that need the second sum are found by another. */
-/* lanes_log_sum_f32, lanes_log_sum_f64 */
-static inline __attribute__((always_inline)) void
-FL_FN(lanes_log_sum)(const double *s, double *ls, ptrdiff_t len, const FL_T *x, ptrdiff_t xc,
-                     ptrdiff_t xi, ptrdiff_t n, const FL_T *m, int stored)
-{
-    int near_one = 0;
-#pragma omp simd reduction(|:near_one)
-    for (ptrdiff_t i = 0; i < len; i++) {
-        ls[i] = fl_log(s[i]);
-        near_one |= s[i] - 1.0 < FL_LOG1P_BELOW;
-    }
-    if (__builtin_expect(near_one, 0))
-        for (ptrdiff_t i = 0; i < len; i++)
-            if (s[i] - 1.0 < FL_LOG1P_BELOW)
-                ls[i] = log1p(FL_FN(row_others)(x + i * xi, n, xc, m[i], stored));
 }
 
 /* ------------------------------------------------------------------ rows read once */
@@ -445,11 +452,9 @@ FL_FN(online_log_sum)(double s, const FL_T *g, ptrdiff_t n, const fl_online_segs
         return log(s);
     const int last = seg->count - 1;
     double t = FL_FN(row_others)(g + seg->start[last], n - seg->start[last], 1, m, 1);
-    for (int k = 0; k < last; k++) {
-        double sk = 0.0;
-        for (ptrdiff_t j = seg->start[k]; j < seg->start[k + 1]; j++) sk += (double)g[j];
-        t += exp(seg->m[k] - (double)m) * sk;
-    }
+    for (int k = 0; k < last; k++)
+        t += exp(seg->m[k] - (double)m)
+             * FL_FN(sum_as_double)(g + seg->start[k], seg->start[k + 1] - seg->start[k]);
     return log1p(t);
 }
 
@@ -795,6 +800,54 @@ FL_FN(exp_sub_lanes)(const FL_T *x, ptrdiff_t xi, const FL_T *m, FL_T *e, ptrdif
 #endif
 #pragma omp simd
     for (ptrdiff_t i = 0; i < len; i++) e[i] = FL_EXPS(x[i * xi] - m[i]);
+}
+
+/* ls_i = log s_i for `len` lanes side by side (element (c, i) of x at x[c * xc + i * xi],
+ * lane i's max m_i; x, m, stored as in row_others), the log1p form where s_i is near 1.
+ * The logs are one vector loop.  A few lanes near 1 are summed again one by one; where
+ * many are (rows dominated by their max), all lanes are, side by side like the first
+ * sum, each compensated. */
+/* lanes_log_sum_f32, lanes_log_sum_f64 */
+static inline __attribute__((always_inline)) void
+FL_FN(lanes_log_sum)(const double *s, double *ls, ptrdiff_t len, const FL_T *x, ptrdiff_t xc,
+                     ptrdiff_t xi, ptrdiff_t n, const FL_T *m, int stored)
+{
+    ptrdiff_t near_one = 0;
+#pragma omp simd reduction(+:near_one)
+    for (ptrdiff_t i = 0; i < len; i++) {
+        ls[i] = fl_log(s[i]);
+        near_one += s[i] - 1.0 < FL_LOG1P_BELOW;
+    }
+    if (__builtin_expect(near_one == 0, 1))
+        return;
+    if (near_one * 8 <= len) {
+        for (ptrdiff_t i = 0; i < len; i++)
+            if (s[i] - 1.0 < FL_LOG1P_BELOW)
+                ls[i] = log1p(FL_FN(row_others)(x + i * xi, n, xc, m[i], stored));
+        return;
+    }
+    FL_T e[FL_COL_BLOCK];
+    double t[FL_COL_BLOCK], lost[FL_COL_BLOCK], ones[FL_COL_BLOCK];
+    for (ptrdiff_t i = 0; i < len; i++) t[i] = lost[i] = ones[i] = 0.0;
+    for (ptrdiff_t c = 0; c < n; c++) {
+        const FL_T *xr = x + c * xc;
+        if (stored) {
+            for (ptrdiff_t i = 0; i < len; i++) e[i] = xr[i * xi];
+        } else {
+            FL_FN(exp_sub_lanes)(xr, xi, m, e, len);
+        }
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < len; i++) {
+            const double v = e[i] != (FL_T)1 ? (double)e[i] : 0.0;
+            const double u = t[i] + v;
+            lost[i] += t[i] >= v ? (t[i] - u) + v : (v - u) + t[i];   /* both >= 0 */
+            t[i] = u;
+            ones[i] += e[i] == (FL_T)1 ? 1.0 : 0.0;
+        }
+    }
+    for (ptrdiff_t i = 0; i < len; i++)
+        if (s[i] - 1.0 < FL_LOG1P_BELOW)
+            ls[i] = log1p(t[i] + (lost[i] + (ones[i] - 1.0)));
 }
 
 /* Softmax over n classes for `len` lanes side by side: element (c, i) at
