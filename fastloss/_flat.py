@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from fastloss._layout import aligned_array
+
 __all__ = ["flat_order", "as_flat", "write_target", "bcast_factor"]
 
 # A factor whose values repeat fewer than this many times in a row, and whose whole
@@ -101,6 +103,8 @@ def bcast_factor(values, shape, order, dtype):
     That holds when the factor's non-unit axes form one block that matches the input
     (a scalar, a length-C vector along the last axis, an (N, 1) column ...); other
     factors, and those whose runs would be short, are expanded to the full size.
+    ``flat_values`` is aligned: the kernels read it by pointer, and an array unpickled
+    from a buffer (a Dask worker's) can be contiguous but not aligned.
     """
     w = np.asarray(values, dtype=dtype)
     ndim = len(shape)
@@ -110,12 +114,12 @@ def bcast_factor(values, shape, order, dtype):
     shape = tuple(shape)
     axes = [i for i in range(ndim) if w.shape[i] != 1]
     if not axes:
-        return np.ascontiguousarray(w).reshape(1), 1, 1
+        return aligned_array(w).reshape(1), 1, 1
     first, last = axes[0], axes[-1]
     if all(w.shape[i] == shape[i] for i in range(first, last + 1)):
         period = math.prod(shape[first:last + 1])
         rep = math.prod(shape[last + 1:])
         if rep == 1 or rep >= MIN_REP or rep * period <= TILE_MAX_PERIOD:
-            return np.ascontiguousarray(w).reshape(-1), rep, period
-    full = np.ascontiguousarray(np.broadcast_to(w, shape)).reshape(-1)
+            return aligned_array(w).reshape(-1), rep, period
+    full = aligned_array(np.broadcast_to(w, shape)).reshape(-1)
     return full, 1, max(full.size, 1)

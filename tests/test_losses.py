@@ -274,6 +274,16 @@ def test_unaligned_arrays(backend):
     got = fastloss.binary_cross_entropy_with_logits_with_grad(xu, tu, reduction="none")
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+    # factors too (weight, pos_weight): an unpickled array can be contiguous, unaligned
+    w = np.linspace(0.5, 2.0, 7)
+    wu = np.frombuffer(np.zeros(w.nbytes + 4, np.uint8).data, w.dtype, w.size, 4)
+    wu[...] = w
+    assert not wu.flags.aligned
+    for kw in ({"weight": wu}, {"pos_weight": wu}, {"weight": wu[:1]}):
+        want = fastloss.binary_cross_entropy_with_logits(
+            x, t, reduction="none", **{k: np.array(v) for k, v in kw.items()})
+        got = fastloss.binary_cross_entropy_with_logits(xu, tu, reduction="none", **kw)
+        np.testing.assert_array_equal(got, want)
     y = np.arange(10) % 7
     want = fastloss.multi_margin_loss_with_grad(x, y)
     got = fastloss.multi_margin_loss_with_grad(xu, y)
