@@ -11,18 +11,27 @@
  * keeps one accumulator per reduction (a dependent vmaxps / vaddpd chain), converts the
  * float exponentials to double a lane group at a time through shuffles, and the
  * one-read rows built from it were slower than two passes.  Here:
- *   exp        the AVX-512 file's algorithm and polynomial (n by the 1.5 * 2^23
- *              shifter, Cody-Waite r, degree-6 Horner) with 2^n built from the shifter's
- *              own bits: the shifter carries the exponent bias (1.5 * 2^23 + 127), so
- *              t << 23 is 2^n as a float, one integer shift.  AVX2 has no vscalef, so
- *              results below FLT_MIN (x < log(FLT_MIN)) are flushed to 0, as the
- *              portable fl_expf_nonpos does: same results as it wherever both are
- *              normal, an absolute error under 1.2e-38 in a probability.  The scaling is
- *              a multiply p * 2^n, not an integer add to p's exponent field: a NaN
- *              keeps its payload through the polynomial, and an add would carry its low
- *              bits into the exponent (a NaN out of it could become a number); p * 2^n
- *              is NaN whatever 2^n is.  14 vector operations per 8 floats with the
- *              subtraction of the max; max ulp: tests/test_simd_math.py, MAX_ULP_AVX2.
+ *   exp        float: table-driven, exp(v) = 2^(k/8) * e^r with k = round(v * 8/ln2),
+ *              r = v - k ln2/8 (Cody-Waite, two FMAs; v - k ln2_hi is exact), |r| <=
+ *              ln2/16.  2^(j/8), j = k mod 8, comes from an 8-entry table held in one
+ *              register (vpermd takes j straight from the low bits of the shifter's
+ *              sum t = v * 8/ln2 + 1.5 * 2^23), 2^(k div 8) is t << 20 added to the
+ *              table entry's bits, and e^r - 1 = r (1 + r/2 + c3 r^2 + c4 r^3), a
+ *              degree-4 polynomial whose approximation error (8e-11 relative) is
+ *              nothing beside the table's rounding (0.54 * 2^-24 relative at worst, j =
+ *              2).  The last step is one FMA, s + s * (r q), so the product never
+ *              rounds on its own (s * r would go subnormal near FLT_MIN).  9 operations
+ *              per 8 floats on the FMA/multiply pipes (the degree-6 form without a
+ *              table took 11: they bound the rows at one thread); the others (the
+ *              shifter's subtraction, vpermd, the shift and the integer add) go to the
+ *              other pipes.  Results below FLT_MIN (v < log(FLT_MIN)) are flushed to
+ *              0, as the portable fl_expf_nonpos does: an absolute error under 1.2e-38
+ *              in a probability.  A NaN v propagates through the final FMA whatever
+ *              the garbage in s (the table entry and the shift only build s).
+ *              double: the AVX-512 file's algorithm (n by the 1.5 * 2^52 shifter,
+ *              Cody-Waite r, degree-11 Horner, 2^n from the shifter's own bits, the
+ *              scaling a multiply so that a NaN keeps its payload).  Max ulp:
+ *              tests/test_simd_math.py, MAX_ULP_AVX2.
  *   reductions four independent accumulators (the loops run at the load rate, not at a
  *              dependent chain's latency); the float sums widen each half-vector
  *              straight from memory (vcvtps2pd with a memory operand).
@@ -43,25 +52,30 @@
 
 #define FL_AVX2_INLINE static inline __attribute__((always_inline))
 
+/* Bits of 2^(j/8) rounded to float, j = 0..7, less j << 20: adding t << 20 (whose bits
+ * 20..22 are j and whose higher bits are k div 8) gives the bits of 2^(k/8). */
+static const int fl_exp2_eighths_avx2[8] __attribute__((aligned(32))) = {
+    0x3f800000, 0x3f7b95c2, 0x3f7837f0, 0x3f75fed7, 0x3f7504f3, 0x3f75672a, 0x3f7744fd, 0x3f7ac0c7};
+
 /* exp(v) for v <= 0 or NaN, 8 floats; 0 below log(FLT_MIN) */
 FL_AVX2_INLINE __m256 fl_expf_nonpos_v8(__m256 v)
 {
-    const __m256 sh = _mm256_set1_ps(12583039.0f);   /* 1.5 * 2^23 + 127 */
-    const __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(1.44269504088896341f), sh);
-    const __m256 n = _mm256_sub_ps(t, sh);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.381829614e-03f);                 /* fl_expf_reduced's */
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.368532173e-03f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166829214e-02f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666652262e-01f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.999999404e-01f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    /* 2^n, n + 127 in [1, 254] wherever v >= lo; garbage below, where the flush wins */
-    const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    const __m256 sh = _mm256_set1_ps(12582912.0f);             /* 1.5 * 2^23 */
+    const __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(11.541560327111707f), sh);
+    const __m256 k = _mm256_sub_ps(t, sh);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0x1.62e4p-4f), v);    /* ln2/8 in 15 bits */
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0x1.7f7d1cp-23f), r);
+    const __m256i tb = _mm256_castps_si256(t);
+    const __m256i table = _mm256_load_si256((const __m256i *)fl_exp2_eighths_avx2);
+    const __m256 s = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permutevar8x32_epi32(table, tb),
+                                                          _mm256_slli_epi32(tb, 20)));
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(0.04166460037231445f), r,
+                               _mm256_set1_ps(0.16668617725372314f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+    const __m256 f = _mm256_fmadd_ps(s, _mm256_mul_ps(q, r), s);
     const __m256 flush = _mm256_cmp_ps(v, _mm256_set1_ps(-87.3365447505531f), _CMP_LT_OQ);
-    return _mm256_andnot_ps(flush, _mm256_mul_ps(p, s));
+    return _mm256_andnot_ps(flush, f);
 }
 
 /* exp(v) for v <= 0 or NaN, 4 doubles; 0 below log(DBL_MIN) */
