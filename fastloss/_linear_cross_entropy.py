@@ -12,6 +12,10 @@ is that buffer, one more of its size for the softcap's tanh and one for the soft
 chunk, a buffer of at most ``CHUNK_BYTES`` for a block of ``grad_weight``'s partial
 product (NumPy's matmul cannot accumulate into its ``out=``).
 
+The GEMMs run on the BLAS's threads and the kernel on fastloss's OpenMP threads, one
+after the other; the BLAS is held to fastloss's thread count for the call
+(``_runtime.blas_threads_at_most``), so one setting limits both pools.
+
 The gradients are accumulated for the summed loss and divided once at the end for
 ``"mean"``: each chunk's arithmetic does not depend on the others.  The math is
 written out in ``fastloss/fallback/linear_cross_entropy.py``, the twin that builds the
@@ -23,6 +27,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from fastloss import _runtime
 from fastloss import fallback as _fallback
 from fastloss._cross_entropy import label_screen, cross_entropy, cross_entropy_with_grad
 from fastloss._dispatch import with_fallback
@@ -110,7 +115,11 @@ def _run(a):
     scale_t = dtype.type(scale)
     cap_t = None if cap is None else dtype.type(cap)
 
-    with np.errstate(all="ignore"):
+    # The BLAS's pool and the kernels' OpenMP team take turns (each GEMM returns before
+    # the kernel starts, and the kernel before the next GEMM); both at fastloss's
+    # thread count, so neither ever asks for more cores than the user allowed.
+    blas_limit = _runtime.blas_threads_at_most(_runtime.get_num_threads())
+    with np.errstate(all="ignore"), blas_limit:
         for start in range(0, n_rows, rows):
             stop = min(n_rows, start + rows)
             z, th, p = buf.view(stop - start)
@@ -326,6 +335,20 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
         ``hidden`` and ``weight`` of different dtypes; complex, object or string
         input; a target that is not integer; an option of the wrong type (``extras``
         given as a bare string).
+
+    Notes
+    -----
+    Threads: the GEMMs run on NumPy's BLAS threads and the cross-entropy kernel on
+    fastloss's OpenMP threads, in turn, never at the same time. During the call the
+    BLAS is held to at most :func:`get_num_threads` threads (through ``threadpoolctl``),
+    so :func:`set_num_threads` (or ``OMP_NUM_THREADS``, or
+    ``threadpoolctl.threadpool_limits(n, "openmp")``) limits both and the two pools
+    never ask for more cores than that. A lower limit already on the BLAS
+    (``OPENBLAS_NUM_THREADS``, ``threadpool_limits(n, "blas")``) stands, and the
+    BLAS's own count is back when the call returns. That count is process-wide: while
+    the call runs, NumPy matmuls in other Python threads get the limit too, and calls
+    overlapping it from other threads run under it. The NumPy backend
+    (``fastloss.fallback.linear_cross_entropy``) leaves the BLAS alone.
 
     Examples
     --------

@@ -9,6 +9,13 @@ Threads: the kernels ask OpenMP for ``omp_get_max_threads()`` at each call, so
 ``omp_set_num_threads`` on the libgomp our extension links) and our own
 ``set_num_threads`` all act on the same setting.
 
+BLAS: NumPy's matmul runs on its BLAS's own thread pool (OpenBLAS's pthreads in the
+wheels), which ``set_num_threads`` and threadpoolctl's "openmp" limits do not reach
+(``OMP_NUM_THREADS`` does, read when the BLAS loads).  Functions that call matmul between
+kernels (``linear_cross_entropy``) hold the BLAS to at most ``get_num_threads()``
+threads while they run (``blas_threads_at_most``), so that one setting limits both
+pools.
+
 Fork: GNU libgomp's thread pool does not survive ``fork()``.  A child forked after the
 parent ran a parallel region inherits the pool's bookkeeping but not its threads, and
 its first parallel region waits for them forever (PyTorch hangs the same way).  So a
@@ -21,11 +28,13 @@ serially or in a 1-thread region, which takes no thread from the pool.  Use the
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
+import threading
 import warnings
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import numpy as np
 
@@ -187,6 +196,67 @@ def set_num_threads(n: int) -> None:
     _fallback_num_threads = int(n)
     if _kernels is not None:
         _kernels.set_num_threads(int(n))
+
+
+class _BlasLimit:
+    """Which fastloss call, if any, holds the BLAS's thread limit.
+
+    The BLAS's thread count is process-wide (OpenBLAS's pool is shared by every Python
+    thread), and calls from several Python threads may overlap.  One call at a time
+    holds a limit: the others run under it, or under the BLAS's own count once it is
+    released.  So every limit restores the count the BLAS had before any fastloss limit,
+    never another call's limit (two overlapping limiters, each restoring what it found,
+    could leave one behind).  Results do not depend on the BLAS's thread count beyond
+    rounding.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.controller: Any = None     # threadpoolctl's, restricted to the BLAS
+        self.held = False
+
+    def blas(self) -> Any:
+        # Found once: NumPy's BLAS is loaded with NumPy, before fastloss, and a BLAS
+        # loaded later (SciPy's, PyTorch's) is not the one NumPy's matmul calls.
+        if self.controller is None:
+            from threadpoolctl import ThreadpoolController
+            self.controller = ThreadpoolController().select(user_api="blas")
+        return self.controller
+
+
+_blas_limit = _BlasLimit()
+
+
+@contextlib.contextmanager
+def blas_threads_at_most(n: int) -> Iterator[None]:
+    """Hold every BLAS of the process to at most ``n`` threads inside the block.
+
+    A BLAS already at ``n`` threads or fewer is left as it is (a lower limit the user
+    set, through ``OPENBLAS_NUM_THREADS`` or ``threadpoolctl``, stands).  The limit is
+    threadpoolctl's own context, entered and exited by the calling thread: threadpoolctl
+    (3.8 at least) lets one Python thread at a time control OpenBLAS's shared pool, and
+    its context hands that control back on exit, so other threads can set limits after
+    the call.  While another call holds a limit, this block runs under it.
+    """
+    state = _blas_limit
+    limiter = None
+    with state.lock:
+        if not state.held:
+            blas = state.blas()
+            over = [lib.filepath for lib in blas.lib_controllers
+                    if lib.num_threads is not None and lib.num_threads > n]
+            if over:
+                limiter = blas.select(filepath=over).limit(limits=n)
+                state.held = True
+    if limiter is None:
+        yield
+        return
+    try:
+        with limiter:
+            yield
+    finally:
+        with state.lock:
+            state.held = False
 
 
 def get_simd_level() -> str | None:

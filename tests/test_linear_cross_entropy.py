@@ -428,3 +428,140 @@ def test_peak_memory_is_chunk_by_vocabulary():
     budget = 3 * chunk * v * 8 + 2 * v * h * 8 + 2 * n * h * 8 + 64 * n * 8 + 2**16
     assert whole > logits_bytes          # the measure sees NumPy's allocations
     assert chunked < budget < logits_bytes / 2, (chunked, budget, logits_bytes)
+
+
+# -- threads: the BLAS follows fastloss's thread count -----------------------------------------
+
+@pytest.fixture
+def blas():
+    """threadpoolctl's controller of the process's BLAS at 2 threads (restored after),
+    and fastloss's thread count restored after; the cython backend."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not fastloss.available_simd_levels():
+        pytest.skip("compiled extension not available")
+    controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    if not controller.lib_controllers:
+        pytest.skip("threadpoolctl finds no BLAS in this process")
+    previous_threads, previous_backend = fastloss.get_num_threads(), fastloss.get_backend()
+    fastloss.set_backend("cython")
+    try:
+        with controller.limit(limits=2):
+            if any(lib.num_threads != 2 for lib in controller.lib_controllers):
+                pytest.skip("this BLAS cannot be set to 2 threads")
+            yield controller
+    finally:
+        fastloss.set_num_threads(previous_threads)
+        fastloss.set_backend(previous_backend)
+
+
+def blas_threads_seen_by_matmul(controller, monkeypatch, call):
+    """The BLAS thread counts in effect at each np.matmul that ``call`` makes."""
+    seen = []
+    matmul = np.matmul
+
+    def spy(*args, **kwargs):
+        seen.append(tuple(lib.num_threads for lib in controller.lib_controllers))
+        return matmul(*args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    try:
+        call()
+    finally:
+        monkeypatch.undo()
+    return seen
+
+
+def test_blas_follows_set_num_threads(blas, monkeypatch):
+    """With fastloss on 1 thread, every GEMM runs on a BLAS held to 1 thread, and the
+    BLAS's own count comes back after the call."""
+    hidden, weight, bias, target = make_problem(n=13, h=6, v=11)
+    fastloss.set_num_threads(1)
+    seen = blas_threads_seen_by_matmul(blas, monkeypatch, lambda: fastloss.linear_cross_entropy(
+        hidden, weight, target, bias=bias, chunk_size=4))
+    assert len(seen) >= 3 * 4 and set(seen) == {(1,) * len(blas.lib_controllers)}, seen
+    assert all(lib.num_threads == 2 for lib in blas.lib_controllers)
+
+
+def test_blas_lower_limit_stands(blas, monkeypatch):
+    """A BLAS held below fastloss's count is not raised to it."""
+    hidden, weight, _, target = make_problem()
+    fastloss.set_num_threads(2)
+    with blas.limit(limits=1):
+        seen = blas_threads_seen_by_matmul(blas, monkeypatch, lambda: (
+            fastloss.linear_cross_entropy(hidden, weight, target, chunk_size=5)))
+        assert all(lib.num_threads == 1 for lib in blas.lib_controllers)
+    assert seen and set(seen) == {(1,) * len(blas.lib_controllers)}, seen
+
+
+def test_blas_limit_restored_after_an_error_and_overlapping_calls(blas):
+    """The BLAS's count comes back after a call that raises inside the loop, and after
+    calls from several Python threads that overlap (each on 1 fastloss thread)."""
+    import threading
+
+    from fastloss import _runtime
+
+    fastloss.set_num_threads(1)
+    with pytest.raises(RuntimeError, match="inside"):
+        with _runtime.blas_threads_at_most(1):
+            assert all(lib.num_threads == 1 for lib in blas.lib_controllers)
+            raise RuntimeError("inside")
+    assert all(lib.num_threads == 2 for lib in blas.lib_controllers)
+
+    hidden, weight, bias, target = make_problem(n=40, h=8, v=30, dtype=np.float32)
+    expected = fastloss.linear_cross_entropy(hidden, weight, target, bias=bias, chunk_size=3)
+    errors = []
+
+    def work():
+        try:
+            fastloss.set_num_threads(1)      # OpenMP's setting is per calling thread
+            for _ in range(20):
+                got = fastloss.linear_cross_entropy(hidden, weight, target, bias=bias,
+                                                    chunk_size=3)
+                assert_close(got.grad_weight, expected.grad_weight, np.float32)
+        except BaseException as exc:     # reported in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert all(lib.num_threads == 2 for lib in blas.lib_controllers)
+
+
+def test_blas_left_to_other_threads_after_a_call():
+    """After a call that held the BLAS, another Python thread can still set its limits
+    with threadpoolctl (threadpoolctl lets one thread at a time control OpenBLAS's
+    shared pool, and a call must hand that control back)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threading
+
+    if not fastloss.available_simd_levels():
+        pytest.skip("compiled extension not available")
+    controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    if not controller.lib_controllers or any(
+            (lib.num_threads or 1) < 2 for lib in controller.lib_controllers):
+        pytest.skip("needs a BLAS on 2 threads or more")
+    before = [lib.num_threads for lib in controller.lib_controllers]
+    hidden, weight, _, target = make_problem()
+    previous, backend = fastloss.get_num_threads(), fastloss.get_backend()
+    try:
+        fastloss.set_backend("cython")
+        fastloss.set_num_threads(1)
+        fastloss.linear_cross_entropy(hidden, weight, target, chunk_size=4)
+    finally:
+        fastloss.set_num_threads(previous)
+        fastloss.set_backend(backend)
+    assert [lib.num_threads for lib in controller.lib_controllers] == before
+    seen = []
+
+    def other():
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            seen.extend(lib.num_threads for lib in controller.lib_controllers)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen and set(seen) == {1}, seen
+    assert [lib.num_threads for lib in controller.lib_controllers] == before
