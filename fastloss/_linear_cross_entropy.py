@@ -38,12 +38,14 @@ from fastloss._validation import finish_float, finish_scalar
 
 __all__ = ["linear_cross_entropy", "CHUNK_BYTES"]
 
-# The size of one chunk's logits with chunk_size="auto".  Large enough that each
-# chunk's matmuls are big, efficient GEMMs even for vocabularies of 100k+ classes (a
-# few dozen rows at least), small enough to stay in the tens of megabytes whatever N
-# is, so the O(chunk x V) buffers (up to three of them) stay far below N x V.  The
-# same bound caps the block of grad_weight's partial product (a block of classes).
-CHUNK_BYTES = 32 * 2**20
+# The size of one chunk's logits with chunk_size="auto" (and the cap of the block of
+# grad_weight's partial product, a block of classes).  The chunk's rows are the inner
+# dimension of the GEMM that forms grad_weight's share, and every chunk adds a whole
+# V x H product into grad_weight: with 32 MiB (65 rows at V = 128256) that GEMM ran far
+# below the BLAS's speed and the adds' memory traffic grew with the number of chunks.  At
+# 128 MiB a float32 chunk has 261 rows at V = 128256 and 1048 at V = 32000, and the
+# O(chunk x V) buffers (up to three, plus the product block) stay under 512 MiB.
+CHUNK_BYTES = 128 * 2**20
 
 
 def auto_chunk_rows(n_rows: int, n_classes: int, itemsize: int) -> int:
@@ -300,7 +302,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
         the token count of the whole batch). Needs ``reduction="mean"``. Default None.
     chunk_size : int or "auto", optional
         Rows per chunk. ``"auto"`` takes the logits of a chunk to about
-        ``fastloss._linear_cross_entropy.CHUNK_BYTES`` (32 MiB), at least one row.
+        ``fastloss._linear_cross_entropy.CHUNK_BYTES`` (128 MiB), at least one row.
         The results do not depend on it beyond rounding. Default "auto".
     return_grad : bool, optional
         Compute the three gradients. Default True.
