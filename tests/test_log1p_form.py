@@ -139,6 +139,32 @@ def test_cross_entropy_targets_at_the_max(simd_level, cases, dtype, n):
             assert_rel(loss, l1p, tol)
 
 
+@pytest.mark.parametrize("n", [100, 2053, 4099, 40000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_runs_of_dominated_rows(simd_level, cases, dtype, n):
+    """The rows loops guess that a row after a dominated one is dominated too and sum it
+    without its max's 1 from the start (log_others_row in src/csrc/softmax_impl.h):
+    rows reordered so that every switch happens -- dominated after plain, plain after
+    dominated, runs of each -- must give the same results as each row alone."""
+    x, target, lse, l1p = cases[dtype, n]
+    order = np.array([len(target) - 2, 0, len(target) - 3, len(target) - 4, 1, 2,
+                      len(target) - 1, 3, len(target) - 5, 4])
+    x, target, lse, l1p = x[order], target[order], lse[order], l1p[order]
+    rows, tol = np.arange(len(target)), rtol(dtype, n)
+    scale = np.abs(lse - l1p) + l1p
+    assert_rel(fastloss.logsumexp(x, axis=-1), lse, tol, scale)
+    inplace = x.copy()
+    for a, out in ((x, None), (x, np.empty_like(x)), (inplace, inplace)):
+        ls = fastloss.log_softmax(a, axis=-1, out=out)
+        assert_rel(-ls[rows, target], l1p, tol)
+    reps = -(-(32 << 20) // x.nbytes)   # an output streamed past the cache
+    ls = fastloss.log_softmax(np.tile(x, (reps, 1)), axis=-1)
+    assert_rel(-ls[(reps - 1) * len(target) + rows, target], l1p, tol)
+    assert_rel(fastloss.cross_entropy(x, target, reduction="none"), l1p, tol)
+    loss, _ = fastloss.cross_entropy_with_grad(x.copy(), target, reduction="none")
+    assert_rel(loss, l1p, tol)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_label_smoothing_keeps_the_small_part(simd_level, cases, dtype):
     """With label smoothing eps the loss is (1 - eps) log1p(t) + eps/C sum_j (lse - x_j):

@@ -302,13 +302,14 @@ FL_FN(ce_row_grad)(const FL_T *e, ptrdiff_t es, const FL_T *q, ptrdiff_t qs, FL_
 static inline __attribute__((always_inline)) double
 FL_FN(ce_row_online)(const FL_T *x, FL_T *g, FL_T *loss_slot, ptrdiff_t n,
                      const fl_ce_args *a, const fl_ce_lane *L, const int grad,
-                     FL_FN(pending_scale) *pend)
+                     FL_FN(pending_scale) *pend, int *dominated)
 {
     fl_online_segs seg;
     FL_T m;
     double xy = 0.0;   /* set by the read: 0 <= y < n for an active lane */
     const double s = grad ? FL_FN(row_online_store)(x, g, n, L->y, &xy, &m, &seg, pend)
                           : FL_FN(row_online_sum)(x, n, L->y, &xy, &m);
+    *dominated = xy == (double)m && s - 1.0 < FL_LOG1P_BELOW;
     double l = 0.0;
     if (a->want_loss) {
         /* the log1p form only where the target is the max (see ce_row) */
@@ -334,7 +335,7 @@ static inline __attribute__((always_inline)) double
 FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g, ptrdiff_t gs,
               FL_T *loss_slot, ptrdiff_t n, const fl_ce_args *a, const fl_ce_lane *L,
               const FL_T *pf, FL_FN(pending_scale) *pend, const int mode, const int has_w,
-              const int grad)
+              const int grad, int *dominated)
 {
     if (!L->active) {
         if (grad) {
@@ -344,8 +345,12 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
         if (loss_slot) *loss_slot = (FL_T)0;
         return 0.0;
     }
-    if (mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1) && FL_FN(online_row_fits)(n))
-        return FL_FN(ce_row_online)(x, g, loss_slot, n, a, L, grad, pend);
+    /* A forward row after a dominated one takes the two passes, where a target that is
+     * the max costs nothing more (split); with a gradient the second sum of a row read
+     * once reads the stored exponentials, and stays (see log_others_row). */
+    if (mode == FL_CE_PLAIN && xs == 1 && (!grad || gs == 1) && (grad || !*dominated)
+        && FL_FN(online_row_fits)(n))
+        return FL_FN(ce_row_online)(x, g, loss_slot, n, a, L, grad, pend, dominated);
     const double eps = a->label_smoothing;
     const FL_T m = FL_FN(row_max)(x, n, xs);
     /* d_y is read before pass 2, which may overwrite x (in place) */
@@ -359,6 +364,7 @@ FL_FN(ce_row)(const FL_T *x, ptrdiff_t xs, const FL_T *q, ptrdiff_t qs, FL_T *g,
     const double s = FL_FN(ce_row_sums)(x, xs, q, qs, g, gs, n, m, a->weight,
                                         1.0 - eps, eps / (double)n, &swd, &swq, split, &t,
                                         pf, mode, has_w, grad);
+    *dominated = top && (split >= 0 ? t : s - 1.0) < FL_LOG1P_BELOW;
     double l = 0.0;
     if (a->want_loss) {
         /* with a gradient, x may be g: the exponentials pass 2 stored there */
@@ -562,6 +568,7 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
         const int unit = v->sa[1] == 1 && (!grad || v->so[1] == 1) && (!soft || v->sb[1] == 1);
         FL_FN(pending_scale) pend;
         pend.n = pend.pos = 0;
+        int dominated = 0;   /* see log_others_row in softmax_impl.h */
         for (ptrdiff_t r = lb; r < le; r++) {
             const ptrdiff_t o = r / v->inner, i = r - o * v->inner;
             const fl_ce_lane L = fl_ce_lane_setup(a, n, o, i);
@@ -572,10 +579,10 @@ FL_FN(ce_body)(const FL_T *x, const FL_T *q, FL_T *g, FL_T *loss, const fl_view3
             if (unit)   /* contiguous rows: unit strides are constants, loops vectorize */
                 total += FL_FN(ce_row)(xr, 1, qr, 1, gr, 1, slot, n, a, &L,
                                        fl_prefetch_next(v, r, le, sizeof(FL_T)) ? xr + v->sa[0] : NULL,
-                                       &pend, mode, has_w, grad);
+                                       &pend, mode, has_w, grad, &dominated);
             else
                 total += FL_FN(ce_row)(xr, v->sa[1], qr, v->sb[1], gr, v->so[1], slot, n, a,
-                                       &L, NULL, &pend, mode, has_w, grad);
+                                       &L, NULL, &pend, mode, has_w, grad, &dominated);
         }
         FL_FN(pending_finish)(&pend);   /* the last row read once */
         return total;

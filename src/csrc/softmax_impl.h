@@ -280,6 +280,24 @@ FL_FN(log_row_sum)(double s, const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, i
     return log(s);
 }
 
+/* Rows dominated by their max come in runs (a trained model's confident predictions),
+ * and each pays for the second sum: an exp pass more than a plain row.  So the rows
+ * loops of log_softmax, logsumexp and the cross-entropy forward carry `dominated`,
+ * whether the previous row took the second sum.  While it is set, a row is summed
+ * without its max's 1 from the start (row_others after the max pass: one exp pass, the
+ * log1p form for every such row, as accurate as log(s) elsewhere) instead of by the
+ * one-read or plain sum and then again.  Rows that are not dominated never see the
+ * difference beyond one compare; a mispredicted row is still exact. */
+/* log_others_row_f32, log_others_row_f64: log s of a row with max m, t = s - 1 summed
+ * without the 1; *dominated = whether it took the log1p form's range */
+static inline __attribute__((always_inline)) double
+FL_FN(log_others_row)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, FL_T m, int *dominated)
+{
+    const double t = FL_FN(row_others)(x, n, cs, m, 0);
+    *dominated = t < FL_LOG1P_BELOW;
+    return log1p(t);
+}
+
 /* ------------------------------------------------------------------ rows read once */
 
 /* Long contiguous rows in the SIMD builds are read from memory once (an online
@@ -597,7 +615,7 @@ FL_FN(online_factor)(const fl_online_segs *seg, int k, FL_T m, double s)
 /* row_softmax_online_f32, row_softmax_online_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(row_softmax_online)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode,
-                          FL_FN(pending_scale) *pend)
+                          FL_FN(pending_scale) *pend, int *dominated)
 {
     fl_online_segs seg;
     FL_T m;
@@ -606,6 +624,7 @@ FL_FN(row_softmax_online)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode,
          * writing while the arithmetic runs (see row_softmax) */
         const double s = y != x ? FL_FN(row_online_store)(x, y, n, -1, NULL, &m, &seg, NULL)
                                 : FL_FN(row_online_sum)(x, n, -1, NULL, &m);
+        *dominated = s - 1.0 < FL_LOG1P_BELOW;
         const FL_T ls = (FL_T)FL_FN(log_row_sum)(s, x, n, 1, m, 0);
 #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++)
@@ -625,14 +644,19 @@ FL_FN(row_softmax_online)(const FL_T *x, FL_T *y, ptrdiff_t n, int log_mode,
 /* row_softmax_f32, row_softmax_f64 */
 static inline __attribute__((always_inline)) void
 FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t n, int log_mode,
-                   const FL_T *pf, FL_FN(pending_scale) *pend)
+                   const FL_T *pf, FL_FN(pending_scale) *pend, int *dominated)
 {
-    if (cs == 1 && ys == 1 && FL_FN(online_row_fits)(n)) {
-        FL_FN(row_softmax_online)(x, y, n, log_mode, pend);
+    if (cs == 1 && ys == 1 && !(log_mode && *dominated) && FL_FN(online_row_fits)(n)) {
+        FL_FN(row_softmax_online)(x, y, n, log_mode, pend, dominated);
         return;
     }
     FL_T m = FL_FN(row_max)(x, n, cs);
-    if (log_mode) {
+    if (log_mode && *dominated) {   /* see log_others_row */
+        const FL_T ls = (FL_T)FL_FN(log_others_row)(x, n, cs, m, dominated);
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            y[j * ys] = (x[j * cs] - m) - ls;
+    } else if (log_mode) {
         /* y = (x - m) - log(sum): subtracting m first keeps the result exact for the
          * largest entries (x - m == 0), where x - (m + log s) would lose them.
          * The exponentials go to y itself when y is a separate contiguous row: its
@@ -640,6 +664,7 @@ FL_FN(row_softmax)(const FL_T *x, ptrdiff_t cs, FL_T *y, ptrdiff_t ys, ptrdiff_t
          * misses hide behind the arithmetic, instead of stalling the light final pass. */
         const double s = (ys == 1 && y != x) ? FL_FN(row_exp_store)(x, n, cs, m, y, 1, pf)
                                              : FL_FN(row_sumexp)(x, n, cs, m, pf);
+        *dominated = s - 1.0 < FL_LOG1P_BELOW;
         const FL_T ls = (FL_T)FL_FN(log_row_sum)(s, x, n, cs, m, 0);
 #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++)
@@ -743,9 +768,22 @@ FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t 
     const int once = FL_FN(online_row_fits)(n);
     FL_FN(pending_row) p = {0};
     p.pos = n;   /* none yet */
+    int dominated = 0;   /* log_mode: see log_others_row */
     for (ptrdiff_t r = 0; r < nrows; r++) {
         const FL_T *xr = x + r * xstride;
         FL_T *er = log_mode ? NULL : scratch + (r & 1) * n;
+        if (dominated) {   /* the previous row's output first, then this row's two passes */
+            FL_FN(pending_write)(&p, n, n, log_mode, buf);
+            p.m = FL_FN(row_max)(xr, n, 1);
+            p.k[0] = (FL_T)FL_FN(log_others_row)(xr, n, 1, p.m, &dominated);
+            p.src = xr;
+            p.y = y + r * ystride;
+            p.seg.start[0] = 0;
+            p.seg.count = 1;
+            p.pos = 0;
+            p.head = fl_head_to_line(p.y, sizeof(FL_T), n);
+            continue;
+        }
         const FL_T *pf = r + 1 < nrows && !once ? xr + xstride : NULL;
         FL_FN(online_row) st;
         fl_online_segs seg;
@@ -775,6 +813,7 @@ FL_FN(rows_softmax_stream)(const FL_T *x, ptrdiff_t xstride, FL_T *y, ptrdiff_t 
             p.seg.start[0] = 0;
             p.seg.count = 1;
             p.k[0] = log_mode ? (FL_T)FL_FN(log_row_sum)(s, xr, n, 1, m, 0) : (FL_T)(1.0 / s);
+            dominated = log_mode && s - 1.0 < FL_LOG1P_BELOW;
         }
         p.pos = 0;
         p.head = fl_head_to_line(p.y, sizeof(FL_T), n);
@@ -1032,6 +1071,7 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
         }
         FL_FN(pending_scale) pend;   /* rows read once: see pending_scale */
         pend.n = pend.pos = 0;
+        int dominated = 0;           /* see log_others_row */
         for (ptrdiff_t r = lb; r < le; r++) {
             ptrdiff_t o = r / v->inner, i = r - o * v->inner;
             const FL_T *xr = x + o * v->sa[0] + i * v->sa[2];
@@ -1039,9 +1079,10 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
             if (unit)   /* contiguous: vector loops */
                 FL_FN(row_softmax)(xr, 1, yr, 1, n, log_mode,
                                    fl_prefetch_next(v, r, le, sizeof(FL_T)) ? xr + v->sa[0] : NULL,
-                                   &pend);
+                                   &pend, &dominated);
             else
-                FL_FN(row_softmax)(xr, v->sa[1], yr, v->so[1], n, log_mode, NULL, NULL);
+                FL_FN(row_softmax)(xr, v->sa[1], yr, v->so[1], n, log_mode, NULL, NULL,
+                                   &dominated);
         }
         FL_FN(pending_finish)(&pend);
         return;
@@ -1060,9 +1101,9 @@ FL_FN(softmax_lanes)(const FL_T *x, FL_T *y, const fl_view3 *v,
 /* logsumexp of one row; the infinite-max cases are resolved without the shift */
 /* row_logsumexp_f32, row_logsumexp_f64 */
 static inline __attribute__((always_inline)) FL_T
-FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf)
+FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf, int *dominated)
 {
-    const int once = cs == 1 && FL_FN(online_row_fits)(n);
+    const int once = cs == 1 && !*dominated && FL_FN(online_row_fits)(n);
     FL_T m;
     double s = 0.0;
     if (once)
@@ -1071,8 +1112,11 @@ FL_FN(row_logsumexp)(const FL_T *x, ptrdiff_t n, ptrdiff_t cs, const FL_T *pf)
         m = FL_FN(row_max)(x, n, cs);
     if (m == INFINITY || m == -INFINITY)     /* also n == 0: the empty sum's log is -inf */
         return FL_FN(row_has_nan)(x, n, cs) ? (FL_T)NAN : m;
+    if (*dominated)   /* see log_others_row */
+        return (FL_T)((double)m + FL_FN(log_others_row)(x, n, cs, m, dominated));
     if (!once)
         s = FL_FN(row_sumexp)(x, n, cs, m, pf);
+    *dominated = s - 1.0 < FL_LOG1P_BELOW;
     return (FL_T)((double)m + FL_FN(log_row_sum)(s, x, n, cs, m, 0));
 }
 
@@ -1087,13 +1131,15 @@ FL_FN(logsumexp_lanes)(const FL_T *x, FL_T *out, const fl_view3 *v, ptrdiff_t lb
         return;
     }
     if (fl_rows_layout(v)) {
+        int dominated = 0;   /* see log_others_row */
         for (ptrdiff_t r = lb; r < le; r++) {
             ptrdiff_t o = r / v->inner, i = r - o * v->inner;
             const FL_T *xr = x + o * v->sa[0] + i * v->sa[2];
             out[o * v->so[0] + i * v->so[2]] = v->sa[1] == 1
                 ? FL_FN(row_logsumexp)(xr, n, 1,
-                                       fl_prefetch_next(v, r, le, sizeof(FL_T)) ? xr + v->sa[0] : NULL)
-                : FL_FN(row_logsumexp)(xr, n, v->sa[1], NULL);
+                                       fl_prefetch_next(v, r, le, sizeof(FL_T)) ? xr + v->sa[0] : NULL,
+                                       &dominated)
+                : FL_FN(row_logsumexp)(xr, n, v->sa[1], NULL, &dominated);
         }
         return;
     }
